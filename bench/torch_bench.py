@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""PyTorch reference timings for tradeflow's benchmarks (see bench/README.md).
+
+    /usr/bin/python3 bench/torch_bench.py --list
+    /usr/bin/python3 bench/torch_bench.py [options] NAME...
+
+Runs the computation of each named benchmark exactly as bench_core does it, single-threaded,
+and prints one line per case: ``case=NAME torch_ms=X min_ms=.. max_ms=.. steps=N reps=R ...``.
+Takes the same timing options as bench_core (--reps, --rep-time, --min-steps, --warmup,
+--seed), and times the same way: warm up, pick a step count so one repetition lasts at least
+--rep-time seconds, report the median over --reps repetitions of the per-step time.
+
+Exit status: 0 if every case ran; 1 if one failed (its line carries error=...); 2 on a usage
+error; 3 if torch cannot be imported (the reason goes to stderr).
+
+Adding a benchmark: write ``def bench_NAME(opts) -> dict`` and add it to CASES.
+"""
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+
+
+_torch = None
+
+
+def _import_torch():
+    """Import torch once and pin it to one thread (intra- and inter-op)."""
+    global _torch
+    if _torch is not None:
+        return _torch
+    try:
+        import torch  # (Debian's python3-torch)
+    except Exception as e:  # ImportError, or a broken install raising something else
+        print(f"torch_bench: cannot import torch with {sys.executable}: "
+              f"{type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(3)
+    torch.set_num_threads(1)
+    # Must come before any inter-op work and only once: a second call aborts the process.
+    torch.set_num_interop_threads(1)
+    _torch = torch
+    return torch
+
+
+def bench_time(opts, step):
+    """Median per-step time in ms over opts.reps repetitions (same scheme as bench_core)."""
+    n = 0
+    t0 = time.perf_counter()  # CLOCK_MONOTONIC on Linux
+    while True:
+        step()
+        n += 1
+        t1 = time.perf_counter()
+        if n >= 3 and t1 - t0 >= opts.warmup:
+            break
+    per_step = (t1 - t0) / n
+    steps = opts.min_steps
+    if per_step > 0 and opts.rep_time / per_step > steps:
+        steps = math.ceil(opts.rep_time / per_step)
+    v = []
+    for _ in range(opts.reps):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        t1 = time.perf_counter()
+        v.append(1e3 * (t1 - t0) / steps)
+    return {"ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v),
+            "steps": steps, "reps": opts.reps}
+
+
+# ---- mlp ------------------------------------------------------------------------------------
+
+MLP_BATCH = 1024
+MLP_DIMS = (33, 128, 128, 64)
+
+
+def bench_mlp(opts):
+    """MLP forward + backward: batch 1024, 33 -> 128 -> 128 -> 64, SiLU after the first two
+    layers, y = x W^T + b (torch.nn.Linear layout, W (out, in)), loss = mean(y^2), gradients
+    of all weights and biases (not of the input) with torch.autograd.grad."""
+    torch = _import_torch()
+    F = torch.nn.functional
+    g = torch.Generator().manual_seed(opts.seed)
+    x = torch.randn(MLP_BATCH, MLP_DIMS[0], generator=g, dtype=torch.float32)
+    params = []
+    for din, dout in zip(MLP_DIMS[:-1], MLP_DIMS[1:]):
+        bound = 1.0 / math.sqrt(din)  # what nn.Linear's default init gives for W and b
+        w = torch.empty(dout, din, dtype=torch.float32).uniform_(-bound, bound, generator=g)
+        b = torch.empty(dout, dtype=torch.float32).uniform_(-bound, bound, generator=g)
+        params += [w.requires_grad_(), b.requires_grad_()]
+    n_layers = len(MLP_DIMS) - 1
+    out = {}
+
+    def step():
+        h = x
+        for layer in range(n_layers):
+            h = F.linear(h, params[2 * layer], params[2 * layer + 1])
+            if layer + 1 < n_layers:
+                h = F.silu(h)
+        loss = torch.square(h).mean()
+        grads = torch.autograd.grad(loss, params)
+        out["loss"] = loss
+        out["grads"] = grads
+
+    t = bench_time(opts, step)
+    flops = 0
+    for layer, (din, dout) in enumerate(zip(MLP_DIMS[:-1], MLP_DIMS[1:])):
+        mm = 2 * MLP_BATCH * din * dout
+        flops += 2 * mm if layer == 0 else 3 * mm
+    return {"torch_ms": t["ms"], "min_ms": t["min_ms"], "max_ms": t["max_ms"],
+            "steps": t["steps"], "reps": t["reps"],
+            "gflops": flops / (t["ms"] * 1e-3) / 1e9, "flops": flops,
+            "loss": float(out["loss"])}
+
+
+# ---- the case table -------------------------------------------------------------------------
+
+CASES = {
+    "mlp": (bench_mlp, "MLP fwd+bwd, batch 1024, 33-128-128-64, SiLU, loss mean(y^2)"),
+    # next: nll_step, sample, trade_step, mpi_weak
+}
+
+
+def _fmt(key, v):
+    if isinstance(v, float):
+        if key.endswith("_ms"):
+            return f"{v:.4f}"
+        if key == "gflops":
+            return f"{v:.2f}"
+        return f"{v:.6g}"
+    return str(v)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--rep-time", type=float, default=0.3)
+    ap.add_argument("--min-steps", type=int, default=20)
+    ap.add_argument("--warmup", type=float, default=0.2)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-check", action="store_true", help="accepted for symmetry; unused")
+    opts = ap.parse_args(argv)
+    if opts.list:
+        for name, (_, desc) in CASES.items():
+            print(f"{name} bench {desc}")
+        return 0
+    if not opts.names:
+        ap.print_usage(sys.stderr)
+        return 2
+    if opts.reps < 1 or opts.min_steps < 1 or opts.rep_time < 0 or opts.warmup < 0:
+        print("torch_bench: --reps and --min-steps must be >= 1, times >= 0", file=sys.stderr)
+        return 2
+    for name in opts.names:
+        if name not in CASES:
+            print(f"torch_bench: unknown case '{name}' (see --list)", file=sys.stderr)
+            return 2
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var) != "1":
+            print(f"torch_bench: note: {var} is not 1 (torch.set_num_threads(1) is used anyway)",
+                  file=sys.stderr)
+    _import_torch()  # fail early (exit 3) before any case line is printed
+    failed = 0
+    for name in opts.names:
+        try:
+            res = CASES[name][0](opts)
+        except Exception as e:  # report and go on with the other cases
+            print(f"torch_bench: {name}: {type(e).__name__}: {e}", file=sys.stderr)
+            res = {"error": type(e).__name__}
+            failed = 1
+        print("case=" + name + "".join(f" {k}={_fmt(k, v)}" for k, v in res.items()), flush=True)
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())

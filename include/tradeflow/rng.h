@@ -1,0 +1,59 @@
+/* tradeflow — counter-based random numbers (Random123 Philox4x32-10).
+ *
+ * A stream is named by (seed, rank, purpose, step).  The 64-bit seed is the Philox key; the
+ * 128-bit counter is (block, step, rank, purpose) with `block` advancing inside the stream.
+ * Distinct names therefore address disjoint counter ranges of one bijection: streams never
+ * overlap, and any stream can be re-created from its name alone (nothing to checkpoint but the
+ * name and the position).  A stream holds 2^32 blocks of four 32-bit words.
+ *
+ * The state is a small value type: copy it, store it, no create/destroy.
+ */
+#ifndef TRADEFLOW_RNG_H
+#define TRADEFLOW_RNG_H
+
+#include <stdint.h>
+
+#include "tradeflow/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Purposes used by the library; callers may use any value >= TF_RNG_USER. */
+enum {
+  TF_RNG_INIT = 1,    /* parameter initialisation */
+  TF_RNG_DATA = 2,    /* minibatch selection, data shuffling */
+  TF_RNG_LATENT = 3,  /* base-distribution samples */
+  TF_RNG_COND = 4,    /* condition values */
+  TF_RNG_MCMC = 5,    /* Metropolis / HMC */
+  TF_RNG_TEST = 6,
+  TF_RNG_USER = 1000
+};
+
+typedef struct {
+  uint32_t key[2];    /* seed */
+  uint32_t ctr[4];    /* block, step, rank, purpose */
+  uint32_t buf[4];    /* current output block */
+  int used;           /* words of buf consumed (4: empty) */
+  int have_spare;     /* Box-Muller produces normals in pairs */
+  double spare;
+} tf_rng;
+
+void tf_rng_init(tf_rng *r, uint64_t seed, uint32_t rank, uint32_t purpose, uint32_t step);
+
+uint32_t tf_rng_u32(tf_rng *r);
+uint64_t tf_rng_u64(tf_rng *r);
+double tf_rng_uniform(tf_rng *r);    /* in (0, 1), 53 random bits, never 0 or 1 */
+double tf_rng_normal(tf_rng *r);     /* N(0, 1), Box-Muller in double */
+uint64_t tf_rng_below(tf_rng *r, uint64_t n); /* uniform in [0, n), unbiased; n >= 1 */
+
+void tf_rng_fill_uniform(tf_rng *r, tf_tensor *t, double lo, double hi);
+void tf_rng_fill_normal(tf_rng *r, tf_tensor *t, double mean, double sd);
+void tf_rng_fill_normal_d(tf_rng *r, double *x, int64_t n); /* N(0, 1) doubles */
+/* Uniform random permutation of 0..n-1 (Fisher-Yates). */
+void tf_rng_permutation(tf_rng *r, int64_t *perm, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,39 @@
+/* main.c — the `tradeflow` command: dispatch to subcommands.  Only the front end exits. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "tradeflow/tensor.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: tradeflow COMMAND [options]\n"
+          "\n"
+          "commands:\n"
+          "  demo [--steps N] [--seed S] [--batch B]\n"
+          "        fit a small MLP to a 1-D function with the tensor engine (end-to-end check)\n"
+          "  version\n"
+          "        print the version and the network precision\n"
+          "\n"
+          "Later subcommands (train, sample, eval, plot) arrive with the flow issues.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "demo")) return tf_cli_demo(argc - 1, argv + 1);
+  if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+    printf("tradeflow %s (network precision %s)\n", TF_VERSION_STRING, TF_REAL_NAME);
+    return 0;
+  }
+  if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+    usage(stdout);
+    return 0;
+  }
+  fprintf(stderr, "tradeflow: unknown command '%s'\n\n", cmd);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,800 @@
+/* ops.c — the primitive ops: argument checks, forward kernels, then tf__finish (tape + tangent).
+ *
+ * Exported: every op of tensor.h (tf_matmul ... tf_stop_gradient) and the composites built on
+ * them (tf_neg, tf_exp..tf_cos, tf_sum, tf_mean, tf_sum_all, tf_mean_all, tf_softmax,
+ * tf_log_softmax, tf_abs_smooth, tf_log_safe).  Reverse and tangent rules are in rules.c.
+ */
+#include <math.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "core-impl.h"
+
+#define CHECK_IN(x)                              \
+  do {                                           \
+    if (!(x) || ctx->status != TF_OK) return NULL; \
+  } while (0)
+
+static tf_node node0(tf_op op, int nin, tf_tensor **in) {
+  tf_node nd;
+  memset(&nd, 0, sizeof nd);
+  nd.op = op;
+  nd.nin = nin;
+  nd.in = in;
+  return nd;
+}
+
+static const char *shp(const tf_tensor *t, char *buf) { return tf_shape_str(t, buf, 64); }
+
+/* ---- matmul ------------------------------------------------------------------------------ */
+
+tf_tensor *tf_matmul(tf_ctx *ctx, tf_tensor *a, tf_tensor *b, int ta, int tb) {
+  CHECK_IN(a);
+  CHECK_IN(b);
+  char s1[64], s2[64];
+  if (a->ndim != 2 || b->ndim != 2) {
+    tf__fail(ctx, TF_EINVAL, "matmul: operands must be 2-D, got %s and %s", shp(a, s1),
+             shp(b, s2));
+    return NULL;
+  }
+  int64_t m = ta ? a->shape[1] : a->shape[0], k = ta ? a->shape[0] : a->shape[1];
+  int64_t k2 = tb ? b->shape[1] : b->shape[0], n = tb ? b->shape[0] : b->shape[1];
+  if (k != k2) {
+    tf__fail(ctx, TF_EINVAL, "matmul: inner dimensions differ: %s%s x %s%s", shp(a, s1),
+             ta ? "^T" : "", shp(b, s2), tb ? "^T" : "");
+    return NULL;
+  }
+  tf_tensor *c = tf__alloc(ctx, 2, (int64_t[]){m, n});
+  if (!c) return NULL;
+#ifdef TF_DOUBLE
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              (int)m, (int)n, (int)k, 1.0, a->data, (int)a->shape[1], b->data, (int)b->shape[1],
+              0.0, c->data, (int)n);
+#else
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              (int)m, (int)n, (int)k, 1.0f, a->data, (int)a->shape[1], b->data, (int)b->shape[1],
+              0.0f, c->data, (int)n);
+#endif
+  tf_tensor *in[2] = {a, b};
+  tf_node nd = node0(TF_OP_MATMUL, 2, in);
+  nd.ip[0] = ta != 0;
+  nd.ip[1] = tb != 0;
+  nd.out = c;
+  return tf__finish(ctx, &nd);
+}
+
+/* ---- broadcasting elementwise ------------------------------------------------------------ */
+
+/* Shape of x right-aligned into 4 dims. */
+static void pad4(const tf_tensor *x, int64_t *s) {
+  int off = TF_MAX_DIM - x->ndim;
+  for (int i = 0; i < TF_MAX_DIM; i++) s[i] = i < off ? 1 : x->shape[i - off];
+}
+
+static void pad4_shape(int ndim, const int64_t *shape, int64_t *s) {
+  int off = TF_MAX_DIM - ndim;
+  for (int i = 0; i < TF_MAX_DIM; i++) s[i] = i < off ? 1 : shape[i - off];
+}
+
+/* Strides (in elements) of a padded shape, 0 where the dim is 1 (broadcast). */
+static void bstrides(const int64_t *s, int64_t *st) {
+  int64_t acc = 1;
+  for (int i = TF_MAX_DIM - 1; i >= 0; i--) {
+    st[i] = s[i] == 1 ? 0 : acc;
+    acc *= s[i];
+  }
+}
+
+enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
+
+#define BIN_LOOP(EXPR)                                                              \
+  do {                                                                              \
+    if (na == n && nb == n) {                                                       \
+      for (int64_t i = 0; i < n; i++) {                                             \
+        const tf_real u = A[i], v = B[i];                                           \
+        Y[i] = (EXPR);                                                              \
+      }                                                                             \
+    } else if (nb == 1) {                                                           \
+      const tf_real v = B[0];                                                       \
+      for (int64_t i = 0; i < n; i++) {                                             \
+        const tf_real u = A[i];                                                     \
+        Y[i] = (EXPR);                                                              \
+      }                                                                             \
+    } else if (na == 1) {                                                           \
+      const tf_real u = A[0];                                                       \
+      for (int64_t i = 0; i < n; i++) {                                             \
+        const tf_real v = B[i];                                                     \
+        Y[i] = (EXPR);                                                              \
+      }                                                                             \
+    } else if (na == n && b_inner) { /* b repeats along leading dims */             \
+      for (int64_t r = 0; r < n / nb; r++) {                                        \
+        const tf_real *restrict Ar = A + r * nb;                                    \
+        tf_real *restrict Yr = Y + r * nb;                                          \
+        for (int64_t i = 0; i < nb; i++) {                                          \
+          const tf_real u = Ar[i], v = B[i];                                        \
+          Yr[i] = (EXPR);                                                           \
+        }                                                                           \
+      }                                                                             \
+    } else {                                                                        \
+      int64_t o = 0;                                                                \
+      for (int64_t i0 = 0; i0 < ys[0]; i0++)                                        \
+        for (int64_t i1 = 0; i1 < ys[1]; i1++)                                      \
+          for (int64_t i2 = 0; i2 < ys[2]; i2++)                                    \
+            for (int64_t i3 = 0; i3 < ys[3]; i3++, o++) {                           \
+              const tf_real u = A[i0 * sa[0] + i1 * sa[1] + i2 * sa[2] + i3 * sa[3]]; \
+              const tf_real v = B[i0 * sb[0] + i1 * sb[1] + i2 * sb[2] + i3 * sb[3]]; \
+              Y[o] = (EXPR);                                                        \
+            }                                                                       \
+    }                                                                               \
+  } while (0)
+
+static tf_tensor *binary(tf_ctx *ctx, int kind, tf_op op, tf_tensor *a, tf_tensor *b) {
+  CHECK_IN(a);
+  CHECK_IN(b);
+  int64_t as[4], bs[4], ys[4];
+  pad4(a, as);
+  pad4(b, bs);
+  for (int i = 0; i < 4; i++) {
+    if (as[i] != bs[i] && as[i] != 1 && bs[i] != 1) {
+      char s1[64], s2[64];
+      tf__fail(ctx, TF_EINVAL, "%s: shapes %s and %s do not broadcast", tf_rules[op].name,
+               shp(a, s1), shp(b, s2));
+      return NULL;
+    }
+    ys[i] = as[i] > bs[i] ? as[i] : bs[i];
+  }
+  int ndim = a->ndim > b->ndim ? a->ndim : b->ndim;
+  tf_tensor *y = tf__alloc(ctx, ndim, ys + (4 - ndim));
+  if (!y) return NULL;
+  int64_t sa[4], sb[4];
+  bstrides(as, sa);
+  bstrides(bs, sb);
+  const int64_t n = y->n, na = a->n, nb = b->n;
+  /* b occupies the trailing dims of y exactly (e.g. a bias row): leading dims all broadcast */
+  int b_inner = 1;
+  {
+    int64_t acc = 1;
+    int i = 3;
+    for (; i >= 0 && acc < nb; i--) {
+      if (bs[i] != ys[i]) b_inner = 0;
+      acc *= bs[i];
+    }
+    if (acc != nb) b_inner = 0;
+  }
+  const tf_real *restrict A = a->data, *restrict B = b->data;
+  tf_real *restrict Y = y->data;
+  switch (kind) {
+    case BIN_ADD: BIN_LOOP(u + v); break;
+    case BIN_SUB: BIN_LOOP(u - v); break;
+    case BIN_MUL: BIN_LOOP(u * v); break;
+    default: BIN_LOOP(u / v); break;
+  }
+  tf_tensor *in[2] = {a, b};
+  tf_node nd = node0(op, 2, in);
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+tf_tensor *tf_add(tf_ctx *ctx, tf_tensor *a, tf_tensor *b) {
+  return binary(ctx, BIN_ADD, TF_OP_ADD, a, b);
+}
+tf_tensor *tf_sub(tf_ctx *ctx, tf_tensor *a, tf_tensor *b) {
+  return binary(ctx, BIN_SUB, TF_OP_SUB, a, b);
+}
+tf_tensor *tf_mul(tf_ctx *ctx, tf_tensor *a, tf_tensor *b) {
+  return binary(ctx, BIN_MUL, TF_OP_MUL, a, b);
+}
+tf_tensor *tf_div(tf_ctx *ctx, tf_tensor *a, tf_tensor *b) {
+  return binary(ctx, BIN_DIV, TF_OP_DIV, a, b);
+}
+
+static tf_tensor *affine1(tf_ctx *ctx, tf_op op, tf_tensor *x, double alpha, double beta) {
+  CHECK_IN(x);
+  tf_tensor *y = tf__alloc(ctx, x->ndim, x->shape);
+  if (!y) return NULL;
+  const tf_real al = (tf_real)alpha, be = (tf_real)beta;
+  const tf_real *restrict X = x->data;
+  tf_real *restrict Y = y->data;
+  for (int64_t i = 0; i < x->n; i++) Y[i] = al * X[i] + be;
+  tf_tensor *in[1] = {x};
+  tf_node nd = node0(op, 1, in);
+  nd.fp = op == TF_OP_SCALE ? alpha : beta;
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+tf_tensor *tf_scale(tf_ctx *ctx, tf_tensor *x, double alpha) {
+  return affine1(ctx, TF_OP_SCALE, x, alpha, 0.0);
+}
+tf_tensor *tf_shift(tf_ctx *ctx, tf_tensor *x, double beta) {
+  return affine1(ctx, TF_OP_SHIFT, x, 1.0, beta);
+}
+tf_tensor *tf_neg(tf_ctx *ctx, tf_tensor *x) { return tf_scale(ctx, x, -1.0); }
+
+/* ---- unary families ---------------------------------------------------------------------- */
+
+static int check_fn(tf_ctx *ctx, tf_fn fn, int k) {
+  if (fn < 0 || fn >= TF_FN_COUNT)
+    return tf__fail(ctx, TF_EINVAL, "unary: unknown function %d", (int)fn);
+  if (k < 0 || k > TF_MAX_DERIV)
+    return tf__fail(ctx, TF_EUNSUP,
+                    "unary: derivative order %d of %s requested; orders 0..%d are implemented",
+                    k, tf__fn_name(fn), TF_MAX_DERIV);
+  return TF_OK;
+}
+
+tf_tensor *tf_unary(tf_ctx *ctx, tf_fn fn, int k, tf_tensor *x) {
+  CHECK_IN(x);
+  if (check_fn(ctx, fn, k)) return NULL;
+  tf_tensor *y = tf__alloc(ctx, x->ndim, x->shape);
+  if (!y) return NULL;
+  tf__unary_kernel(fn, k, x->data, NULL, y->data, x->n);
+  tf_tensor *in[1] = {x};
+  tf_node nd = node0(TF_OP_UNARY, 1, in);
+  nd.ip[0] = (int)fn;
+  nd.ip[1] = k;
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+tf_tensor *tf_unary_mul(tf_ctx *ctx, tf_fn fn, int k, tf_tensor *x, tf_tensor *g) {
+  CHECK_IN(x);
+  CHECK_IN(g);
+  if (check_fn(ctx, fn, k)) return NULL;
+  if (!tf_same_shape(x, g)) {
+    char s1[64], s2[64];
+    tf__fail(ctx, TF_EINVAL, "unary_mul(%s): x %s and g %s differ in shape", tf__fn_name(fn),
+             shp(x, s1), shp(g, s2));
+    return NULL;
+  }
+  tf_tensor *y = tf__alloc(ctx, x->ndim, x->shape);
+  if (!y) return NULL;
+  tf__unary_kernel(fn, k, x->data, g->data, y->data, x->n);
+  tf_tensor *in[2] = {x, g};
+  tf_node nd = node0(TF_OP_UNARY_MUL, 2, in);
+  nd.ip[0] = (int)fn;
+  nd.ip[1] = k;
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+tf_tensor *tf_exp(tf_ctx *ctx, tf_tensor *x) { return tf_unary(ctx, TF_FN_EXP, 0, x); }
+tf_tensor *tf_log(tf_ctx *ctx, tf_tensor *x) { return tf_unary(ctx, TF_FN_LOG, 0, x); }
+tf_tensor *tf_tanh(tf_ctx *ctx, tf_tensor *x) { return tf_unary(ctx, TF_FN_TANH, 0, x); }
+tf_tensor *tf_sigmoid(tf_ctx *ctx, tf_tensor *x) { return tf_unary(ctx, TF_FN_SIGMOID, 0, x); }
+tf_tensor *tf_softplus(tf_ctx *ctx, tf_tensor *x) { return tf_unary(ctx, TF_FN_SOFTPLUS, 0, x); }
+tf_tensor *tf_silu(tf_ctx *ctx, tf_tensor *x) { return tf_unary(ctx, TF_FN_SILU, 0, x); }
+tf_tensor *tf_relu(tf_ctx *ctx, tf_tensor *x) { return tf_unary(ctx, TF_FN_RELU, 0, x); }
+tf_tensor *tf_square(tf_ctx *ctx, tf_tensor *x) { return tf_unary(ctx, TF_FN_SQUARE, 0, x); }
+tf_tensor *tf_sqrt(tf_ctx *ctx, tf_tensor *x) { return tf_unary(ctx, TF_FN_SQRT, 0, x); }
+tf_tensor *tf_abs(tf_ctx *ctx, tf_tensor *x) { return tf_unary(ctx, TF_FN_ABS, 0, x); }
+tf_tensor *tf_sin(tf_ctx *ctx, tf_tensor *x) { return tf_unary(ctx, TF_FN_SIN, 0, x); }
+tf_tensor *tf_cos(tf_ctx *ctx, tf_tensor *x) { return tf_unary(ctx, TF_FN_COS, 0, x); }
+
+tf_tensor *tf_abs_smooth(tf_ctx *ctx, tf_tensor *x, double eps) {
+  return tf_sqrt(ctx, tf_shift(ctx, tf_square(ctx, x), eps * eps));
+}
+
+tf_tensor *tf_log_safe(tf_ctx *ctx, tf_tensor *x, double eps) {
+  CHECK_IN(x);
+  tf_tensor *mask = tf__alloc(ctx, x->ndim, x->shape);
+  tf_tensor *floor = tf_full(ctx, x->ndim, x->shape, eps);
+  if (!mask || !floor) return NULL;
+  for (int64_t i = 0; i < x->n; i++) mask->data[i] = x->data[i] >= (tf_real)eps;
+  /* log sees only values >= eps, so neither branch produces NaN/Inf in value or gradient */
+  tf_tensor *lg = tf_log(ctx, tf_where(ctx, mask, x, floor));
+  tf_tensor *lin = tf_shift(ctx, tf_scale(ctx, x, 1.0 / eps), log(eps) - 1.0);
+  return tf_where(ctx, mask, lg, lin);
+}
+
+/* ---- reductions and broadcasting --------------------------------------------------------- */
+
+tf_tensor *tf_sum_to(tf_ctx *ctx, tf_tensor *x, int ndim, const int64_t *shape) {
+  CHECK_IN(x);
+  int64_t xs[4], ys[4];
+  pad4(x, xs);
+  if (ndim < 1 || ndim > TF_MAX_DIM) {
+    tf__fail(ctx, TF_EINVAL, "sum_to: invalid target rank %d", ndim);
+    return NULL;
+  }
+  pad4_shape(ndim, shape, ys);
+  for (int i = 0; i < 4; i++)
+    if (ys[i] != xs[i] && ys[i] != 1) {
+      char s1[64];
+      tf__fail(ctx, TF_EINVAL, "sum_to: %s cannot be summed to a shape with dim %d = %lld",
+               shp(x, s1), i - (4 - ndim), (long long)ys[i]);
+      return NULL;
+    }
+  if (ndim == x->ndim && memcmp(shape, x->shape, (size_t)ndim * sizeof *shape) == 0)
+    return x; /* identity: nothing to record */
+  tf_tensor *y = tf__alloc(ctx, ndim, shape);
+  if (!y) return NULL;
+  const tf_real *restrict X = x->data;
+  tf_real *restrict Y = y->data;
+  const int64_t n = x->n, m = y->n;
+  int64_t inner = 1; /* length of the trailing run y shares with x */
+  {
+    int i = 3;
+    while (i >= 0 && ys[i] == xs[i]) inner *= xs[i--];
+  }
+  int64_t ys_lead = m / inner;
+  if (m == 1) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += X[i];
+    Y[0] = (tf_real)s;
+  } else if (ys_lead == 1) { /* y = trailing block of x: sum of rows (column sums) */
+    memset(Y, 0, (size_t)m * sizeof *Y);
+    for (int64_t r = 0; r < n / m; r++) {
+      const tf_real *restrict Xr = X + r * m;
+      for (int64_t i = 0; i < m; i++) Y[i] += Xr[i];
+    }
+  } else if (ys[3] == 1 && ys[0] == xs[0] && ys[1] == xs[1] && ys[2] == xs[2]) {
+    /* sum over the last axis only: contiguous runs, accumulated in double */
+    const int64_t len = xs[3];
+    for (int64_t r = 0; r < m; r++) {
+      double s = 0;
+      for (int64_t i = 0; i < len; i++) s += X[r * len + i];
+      Y[r] = (tf_real)s;
+    }
+  } else {
+    int64_t st[4];
+    bstrides(ys, st);
+    memset(Y, 0, (size_t)m * sizeof *Y);
+    int64_t o = 0;
+    for (int64_t i0 = 0; i0 < xs[0]; i0++)
+      for (int64_t i1 = 0; i1 < xs[1]; i1++)
+        for (int64_t i2 = 0; i2 < xs[2]; i2++)
+          for (int64_t i3 = 0; i3 < xs[3]; i3++, o++)
+            Y[i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3]] += X[o];
+  }
+  tf_tensor *in[1] = {x};
+  tf_node nd = node0(TF_OP_SUM_TO, 1, in);
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+tf_tensor *tf_expand(tf_ctx *ctx, tf_tensor *x, int ndim, const int64_t *shape) {
+  CHECK_IN(x);
+  int64_t xs[4], ys[4];
+  pad4(x, xs);
+  if (ndim < x->ndim || ndim > TF_MAX_DIM) {
+    tf__fail(ctx, TF_EINVAL, "expand: target rank %d below the input rank %d", ndim, x->ndim);
+    return NULL;
+  }
+  pad4_shape(ndim, shape, ys);
+  for (int i = 0; i < 4; i++)
+    if (ys[i] != xs[i] && xs[i] != 1) {
+      char s1[64];
+      tf__fail(ctx, TF_EINVAL, "expand: %s cannot be broadcast to dim %d = %lld", shp(x, s1),
+               i - (4 - ndim), (long long)ys[i]);
+      return NULL;
+    }
+  if (ndim == x->ndim && memcmp(shape, x->shape, (size_t)ndim * sizeof *shape) == 0) return x;
+  tf_tensor *y = tf__alloc(ctx, ndim, shape);
+  if (!y) return NULL;
+  int64_t st[4];
+  bstrides(xs, st);
+  const tf_real *restrict X = x->data;
+  tf_real *restrict Y = y->data;
+  int64_t o = 0;
+  for (int64_t i0 = 0; i0 < ys[0]; i0++)
+    for (int64_t i1 = 0; i1 < ys[1]; i1++)
+      for (int64_t i2 = 0; i2 < ys[2]; i2++)
+        for (int64_t i3 = 0; i3 < ys[3]; i3++, o++)
+          Y[o] = X[i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3]];
+  tf_tensor *in[1] = {x};
+  tf_node nd = node0(TF_OP_EXPAND, 1, in);
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+static int norm_axis(tf_ctx *ctx, const tf_tensor *x, int axis, const char *op) {
+  int a = axis < 0 ? axis + x->ndim : axis;
+  if (a < 0 || a >= x->ndim) {
+    char s1[64];
+    tf__fail(ctx, TF_EINVAL, "%s: axis %d out of range for shape %s", op, axis, shp(x, s1));
+    return -1;
+  }
+  return a;
+}
+
+tf_tensor *tf_sum(tf_ctx *ctx, tf_tensor *x, int axis) {
+  CHECK_IN(x);
+  int a = norm_axis(ctx, x, axis, "sum");
+  if (a < 0) return NULL;
+  int64_t s[TF_MAX_DIM];
+  memcpy(s, x->shape, sizeof s);
+  s[a] = 1;
+  return tf_sum_to(ctx, x, x->ndim, s);
+}
+
+tf_tensor *tf_mean(tf_ctx *ctx, tf_tensor *x, int axis) {
+  CHECK_IN(x);
+  int a = norm_axis(ctx, x, axis, "mean");
+  if (a < 0) return NULL;
+  return tf_scale(ctx, tf_sum(ctx, x, a), 1.0 / (double)x->shape[a]);
+}
+
+tf_tensor *tf_sum_all(tf_ctx *ctx, tf_tensor *x) {
+  const int64_t one = 1;
+  CHECK_IN(x);
+  if (x->ndim == 1 && x->n == 1) return x;
+  return tf_sum_to(ctx, x, 1, &one);
+}
+
+tf_tensor *tf_mean_all(tf_ctx *ctx, tf_tensor *x) {
+  CHECK_IN(x);
+  return tf_scale(ctx, tf_sum_all(ctx, x), 1.0 / (double)x->n);
+}
+
+/* (outer, A, inner) view of x around axis a */
+static void split3(const tf_tensor *x, int a, int64_t *outer, int64_t *len, int64_t *inner) {
+  *outer = 1;
+  *inner = 1;
+  for (int i = 0; i < a; i++) *outer *= x->shape[i];
+  for (int i = a + 1; i < x->ndim; i++) *inner *= x->shape[i];
+  *len = x->shape[a];
+}
+
+tf_tensor *tf_logsumexp(tf_ctx *ctx, tf_tensor *x, int axis) {
+  CHECK_IN(x);
+  int a = norm_axis(ctx, x, axis, "logsumexp");
+  if (a < 0) return NULL;
+  int64_t s[TF_MAX_DIM];
+  memcpy(s, x->shape, sizeof s);
+  s[a] = 1;
+  tf_tensor *y = tf__alloc(ctx, x->ndim, s);
+  if (!y) return NULL;
+  int64_t outer, len, inner;
+  split3(x, a, &outer, &len, &inner);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < inner; j++) {
+      const tf_real *p = x->data + o * len * inner + j;
+      double mx = -INFINITY;
+      for (int64_t i = 0; i < len; i++) mx = p[i * inner] > mx ? p[i * inner] : mx;
+      double r;
+      if (isinf(mx)) {
+        r = mx; /* all -inf (or one +inf): the max is the answer */
+      } else if (isnan(mx)) {
+        r = NAN;
+      } else {
+        double acc = 0;
+        for (int64_t i = 0; i < len; i++) acc += exp((double)p[i * inner] - mx);
+        r = mx + log(acc);
+      }
+      /* a NaN anywhere in the row must surface */
+      for (int64_t i = 0; i < len; i++)
+        if (isnan(p[i * inner])) r = NAN;
+      y->data[o * inner + j] = (tf_real)r;
+    }
+  tf_tensor *in[1] = {x};
+  tf_node nd = node0(TF_OP_LSE, 1, in);
+  nd.ip[0] = a;
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+tf_tensor *tf_softmax(tf_ctx *ctx, tf_tensor *x, int axis) {
+  return tf_exp(ctx, tf_log_softmax(ctx, x, axis));
+}
+
+tf_tensor *tf_log_softmax(tf_ctx *ctx, tf_tensor *x, int axis) {
+  return tf_sub(ctx, x, tf_logsumexp(ctx, x, axis));
+}
+
+/* ---- feature-axis structure -------------------------------------------------------------- */
+
+tf_tensor *tf_concat(tf_ctx *ctx, int n, tf_tensor *const *xs) {
+  if (ctx->status != TF_OK || n < 1) {
+    if (n < 1) tf__fail(ctx, TF_EINVAL, "concat: no inputs");
+    return NULL;
+  }
+  for (int i = 0; i < n; i++) CHECK_IN(xs[i]);
+  const tf_tensor *x0 = xs[0];
+  int64_t total = 0;
+  for (int i = 0; i < n; i++) {
+    const tf_tensor *x = xs[i];
+    int ok = x->ndim == x0->ndim;
+    for (int d = 0; ok && d < x0->ndim - 1; d++) ok = x->shape[d] == x0->shape[d];
+    if (!ok) {
+      char s1[64], s2[64];
+      tf__fail(ctx, TF_EINVAL, "concat: input %d has shape %s, incompatible with %s", i,
+               shp(x, s1), shp(x0, s2));
+      return NULL;
+    }
+    total += x->shape[x->ndim - 1];
+  }
+  int64_t s[TF_MAX_DIM];
+  memcpy(s, x0->shape, sizeof s);
+  s[x0->ndim - 1] = total;
+  tf_tensor *y = tf__alloc(ctx, x0->ndim, s);
+  if (!y) return NULL;
+  const int64_t rows = x0->n / x0->shape[x0->ndim - 1];
+  int64_t off = 0;
+  for (int i = 0; i < n; i++) {
+    const int64_t w = xs[i]->shape[xs[i]->ndim - 1];
+    for (int64_t r = 0; r < rows; r++)
+      memcpy(y->data + r * total + off, xs[i]->data + r * w, (size_t)w * sizeof(tf_real));
+    off += w;
+  }
+  tf_tensor **in = tf_arena_alloc(ctx->arena, (size_t)n * sizeof *in);
+  if (!in) {
+    tf__fail(ctx, TF_ENOMEM, "%s", tf_errmsg());
+    return NULL;
+  }
+  memcpy(in, xs, (size_t)n * sizeof *in);
+  tf_node nd = node0(TF_OP_CONCAT, n, in);
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+/* y[..., j] = x[..., j + xoff] for j in [0, ylen), over the last axis; used by slice and pad */
+static void copy_cols(const tf_tensor *x, int64_t xoff, tf_tensor *y, int64_t yoff, int64_t len) {
+  const int64_t xw = x->shape[x->ndim - 1], yw = y->shape[y->ndim - 1], rows = x->n / xw;
+  for (int64_t r = 0; r < rows; r++)
+    memcpy(y->data + r * yw + yoff, x->data + r * xw + xoff, (size_t)len * sizeof(tf_real));
+}
+
+tf_tensor *tf_slice(tf_ctx *ctx, tf_tensor *x, int64_t start, int64_t len) {
+  CHECK_IN(x);
+  const int64_t w = x->shape[x->ndim - 1];
+  if (start < 0 || len < 1 || start + len > w) {
+    char s1[64];
+    tf__fail(ctx, TF_EINVAL, "slice: [%lld, %lld) outside the last axis of %s", (long long)start,
+             (long long)(start + len), shp(x, s1));
+    return NULL;
+  }
+  int64_t s[TF_MAX_DIM];
+  memcpy(s, x->shape, sizeof s);
+  s[x->ndim - 1] = len;
+  tf_tensor *y = tf__alloc(ctx, x->ndim, s);
+  if (!y) return NULL;
+  copy_cols(x, start, y, 0, len);
+  tf_tensor *in[1] = {x};
+  tf_node nd = node0(TF_OP_SLICE, 1, in);
+  nd.lp[0] = start;
+  nd.lp[1] = len;
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+tf_tensor *tf_pad(tf_ctx *ctx, tf_tensor *x, int64_t start, int64_t total) {
+  CHECK_IN(x);
+  const int64_t w = x->shape[x->ndim - 1];
+  if (start < 0 || start + w > total) {
+    char s1[64];
+    tf__fail(ctx, TF_EINVAL, "pad: %s at offset %lld does not fit in %lld", shp(x, s1),
+             (long long)start, (long long)total);
+    return NULL;
+  }
+  int64_t s[TF_MAX_DIM];
+  memcpy(s, x->shape, sizeof s);
+  s[x->ndim - 1] = total;
+  tf_tensor *y = tf_zeros(ctx, x->ndim, s);
+  if (!y) return NULL;
+  copy_cols(x, 0, y, start, w);
+  tf_tensor *in[1] = {x};
+  tf_node nd = node0(TF_OP_PAD, 1, in);
+  nd.lp[0] = start;
+  nd.lp[1] = total;
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+tf_tensor *tf_reshape(tf_ctx *ctx, tf_tensor *x, int ndim, const int64_t *shape) {
+  CHECK_IN(x);
+  tf_tensor *y = tf__header(ctx, x->data, ndim, shape);
+  if (!y) return NULL;
+  if (y->n != x->n) {
+    char s1[64], s2[64];
+    tf__fail(ctx, TF_EINVAL, "reshape: %s has %lld elements, target %s has %lld", shp(x, s1),
+             (long long)x->n, shp(y, s2), (long long)y->n);
+    return NULL;
+  }
+  tf_tensor *in[1] = {x};
+  tf_node nd = node0(TF_OP_RESHAPE, 1, in);
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+/* ---- index ops --------------------------------------------------------------------------- */
+
+static tf_tensor *index_op(tf_ctx *ctx, tf_op op, tf_tensor *x, int axis, const int64_t *idx,
+                           int64_t m, int64_t size) {
+  CHECK_IN(x);
+  const char *name = op == TF_OP_GATHER ? "gather" : "scatter_add";
+  int a = norm_axis(ctx, x, axis, name);
+  if (a < 0) return NULL;
+  int64_t outer, len, inner;
+  split3(x, a, &outer, &len, &inner);
+  const int64_t src_range = op == TF_OP_GATHER ? len : size; /* idx values index this axis */
+  if (m < 1 || (op == TF_OP_SCATTER && m != len) || !idx) {
+    tf__fail(ctx, TF_EINVAL, "%s: %lld indices for an axis of length %lld", name, (long long)m,
+             (long long)len);
+    return NULL;
+  }
+  for (int64_t i = 0; i < m; i++)
+    if (idx[i] < 0 || idx[i] >= src_range) {
+      tf__fail(ctx, TF_EINVAL, "%s: index %lld at position %lld outside [0, %lld)", name,
+               (long long)idx[i], (long long)i, (long long)src_range);
+      return NULL;
+    }
+  int64_t s[TF_MAX_DIM];
+  memcpy(s, x->shape, sizeof s);
+  s[a] = op == TF_OP_GATHER ? m : size;
+  tf_tensor *y = op == TF_OP_GATHER ? tf__alloc(ctx, x->ndim, s) : tf_zeros(ctx, x->ndim, s);
+  if (!y) return NULL;
+  const int64_t ylen = s[a];
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < m; i++) {
+      if (op == TF_OP_GATHER) {
+        const tf_real *src = x->data + (o * len + idx[i]) * inner;
+        tf_real *dst = y->data + (o * ylen + i) * inner;
+        memcpy(dst, src, (size_t)inner * sizeof(tf_real));
+      } else {
+        const tf_real *restrict src = x->data + (o * len + i) * inner;
+        tf_real *restrict dst = y->data + (o * ylen + idx[i]) * inner;
+        for (int64_t j = 0; j < inner; j++) dst[j] += src[j];
+      }
+    }
+  tf_tensor *in[1] = {x};
+  tf_node nd = node0(op, 1, in);
+  nd.ip[0] = a;
+  nd.lp[0] = m;
+  nd.lp[1] = op == TF_OP_GATHER ? len : size;
+  nd.idx = idx;
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+tf_tensor *tf_gather(tf_ctx *ctx, tf_tensor *x, int axis, const int64_t *idx, int64_t m) {
+  return index_op(ctx, TF_OP_GATHER, x, axis, idx, m, 0);
+}
+
+tf_tensor *tf_scatter_add(tf_ctx *ctx, tf_tensor *x, int axis, const int64_t *idx, int64_t m,
+                          int64_t size) {
+  return index_op(ctx, TF_OP_SCATTER, x, axis, idx, m, size);
+}
+
+tf_tensor *tf_where(tf_ctx *ctx, tf_tensor *mask, tf_tensor *a, tf_tensor *b) {
+  CHECK_IN(mask);
+  if (ctx->status != TF_OK) return NULL;
+  if ((a && !tf_same_shape(mask, a)) || (b && !tf_same_shape(mask, b))) {
+    char s1[64], s2[64], s3[64];
+    tf__fail(ctx, TF_EINVAL, "where: mask %s, a %s, b %s must have one shape", shp(mask, s1),
+             shp(a, s2), shp(b, s3));
+    return NULL;
+  }
+  tf_tensor *y = tf__alloc(ctx, mask->ndim, mask->shape);
+  if (!y) return NULL;
+  const tf_real *M = mask->data;
+  for (int64_t i = 0; i < y->n; i++) {
+    tf_real va = a ? a->data[i] : 0, vb = b ? b->data[i] : 0;
+    y->data[i] = M[i] != 0 ? va : vb;
+  }
+  tf_tensor *in[3] = {mask, a, b};
+  tf_node nd = node0(TF_OP_WHERE, 3, in);
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+/* ---- periodic 3x3 convolution ------------------------------------------------------------ */
+
+/* y[j] += w * x[(j + s) mod L], s in {-1, 0, 1} */
+static inline void axpy_shift(tf_real *restrict y, const tf_real *restrict x, tf_real w,
+                              int64_t L, int s) {
+  if (s == 0) {
+    for (int64_t j = 0; j < L; j++) y[j] += w * x[j];
+  } else if (s == 1) {
+    for (int64_t j = 0; j < L - 1; j++) y[j] += w * x[j + 1];
+    y[L - 1] += w * x[0];
+  } else {
+    y[0] += w * x[L - 1];
+    for (int64_t j = 1; j < L; j++) y[j] += w * x[j - 1];
+  }
+}
+
+/* sum_j y[j] x[(j + s) mod L] */
+static inline double dot_shift(const tf_real *y, const tf_real *x, int64_t L, int s) {
+  double acc = 0;
+  for (int64_t j = 0; j < L; j++) acc += (double)y[j] * (double)x[((j + s) % L + L) % L];
+  return acc;
+}
+
+enum { CONV_FWD, CONV_T, CONV_W };
+
+static tf_tensor *conv_any(tf_ctx *ctx, int kind, tf_tensor *p, tf_tensor *q) {
+  CHECK_IN(p);
+  CHECK_IN(q);
+  static const char *const names[] = {"conv2d_periodic", "conv2d_periodic_t",
+                                      "conv2d_periodic_w"};
+  char s1[64], s2[64];
+  /* p is always a field (N, C, L1, L2); q is w (CONV_FWD, CONV_T) or a field (CONV_W) */
+  int ok = p->ndim == 4 && q->ndim == 4;
+  if (ok && kind != CONV_W) ok = q->shape[2] == 3 && q->shape[3] == 3;
+  if (ok && kind == CONV_FWD) ok = q->shape[1] == p->shape[1];
+  if (ok && kind == CONV_T) ok = q->shape[0] == p->shape[1];
+  if (ok && kind == CONV_W)
+    ok = q->shape[0] == p->shape[0] && q->shape[2] == p->shape[2] && q->shape[3] == p->shape[3];
+  if (!ok) {
+    tf__fail(ctx, TF_EINVAL, "%s: incompatible shapes %s and %s", names[kind], shp(p, s1),
+             shp(q, s2));
+    return NULL;
+  }
+  const int64_t N = p->shape[0], L1 = p->shape[2], L2 = p->shape[3];
+  tf_tensor *y;
+  if (kind == CONV_FWD) { /* x = p (N,Cin,..), w = q (Cout,Cin,3,3) */
+    const int64_t Cin = q->shape[1], Cout = q->shape[0];
+    y = tf_zeros(ctx, 4, (int64_t[]){N, Cout, L1, L2});
+    if (!y) return NULL;
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t o = 0; o < Cout; o++)
+        for (int64_t c = 0; c < Cin; c++)
+          for (int di = 0; di < 3; di++)
+            for (int dj = 0; dj < 3; dj++) {
+              const tf_real w = q->data[((o * Cin + c) * 3 + di) * 3 + dj];
+              for (int64_t i = 0; i < L1; i++) {
+                const int64_t si = (i + di - 1 + L1) % L1;
+                axpy_shift(y->data + ((n * Cout + o) * L1 + i) * L2,
+                           p->data + ((n * Cin + c) * L1 + si) * L2, w, L2, dj - 1);
+              }
+            }
+  } else if (kind == CONV_T) { /* g = p (N,Cout,..), w = q (Cout,Cin,3,3) */
+    const int64_t Cout = q->shape[0], Cin = q->shape[1];
+    y = tf_zeros(ctx, 4, (int64_t[]){N, Cin, L1, L2});
+    if (!y) return NULL;
+    /* u[n,c,p,q] = sum w[o,c,di,dj] g[n,o,p-di+1,q-dj+1] */
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t c = 0; c < Cin; c++)
+        for (int64_t o = 0; o < Cout; o++)
+          for (int di = 0; di < 3; di++)
+            for (int dj = 0; dj < 3; dj++) {
+              const tf_real w = q->data[((o * Cin + c) * 3 + di) * 3 + dj];
+              for (int64_t i = 0; i < L1; i++) {
+                const int64_t si = (i - di + 1 + L1) % L1;
+                axpy_shift(y->data + ((n * Cin + c) * L1 + i) * L2,
+                           p->data + ((n * Cout + o) * L1 + si) * L2, w, L2, 1 - dj);
+              }
+            }
+  } else { /* x = p (N,Cin,..), g = q (N,Cout,..) -> (Cout,Cin,3,3) */
+    const int64_t Cin = p->shape[1], Cout = q->shape[1];
+    y = tf_zeros(ctx, 4, (int64_t[]){Cout, Cin, 3, 3});
+    if (!y) return NULL;
+    /* W[o,c,di,dj] = sum g[n,o,i,j] x[n,c,i+di-1,j+dj-1] */
+    for (int64_t o = 0; o < Cout; o++)
+      for (int64_t c = 0; c < Cin; c++)
+        for (int di = 0; di < 3; di++)
+          for (int dj = 0; dj < 3; dj++) {
+            double acc = 0;
+            for (int64_t n = 0; n < N; n++)
+              for (int64_t i = 0; i < L1; i++) {
+                const int64_t si = (i + di - 1 + L1) % L1;
+                acc += dot_shift(q->data + ((n * Cout + o) * L1 + i) * L2,
+                                 p->data + ((n * Cin + c) * L1 + si) * L2, L2, dj - 1);
+              }
+            y->data[((o * Cin + c) * 3 + di) * 3 + dj] = (tf_real)acc;
+          }
+  }
+  tf_tensor *in[2] = {p, q};
+  tf_node nd = node0(kind == CONV_FWD ? TF_OP_CONV : kind == CONV_T ? TF_OP_CONV_T : TF_OP_CONV_W,
+                     2, in);
+  nd.out = y;
+  return tf__finish(ctx, &nd);
+}
+
+tf_tensor *tf_conv2d_periodic(tf_ctx *ctx, tf_tensor *x, tf_tensor *w) {
+  return conv_any(ctx, CONV_FWD, x, w);
+}
+tf_tensor *tf_conv2d_periodic_t(tf_ctx *ctx, tf_tensor *g, tf_tensor *w) {
+  return conv_any(ctx, CONV_T, g, w);
+}
+tf_tensor *tf_conv2d_periodic_w(tf_ctx *ctx, tf_tensor *x, tf_tensor *g) {
+  return conv_any(ctx, CONV_W, x, g);
+}
+
+tf_tensor *tf_stop_gradient(tf_ctx *ctx, tf_tensor *x) {
+  CHECK_IN(x);
+  /* a fresh header over the same data, neither recorded nor carrying a tangent */
+  return tf__header(ctx, x->data, x->ndim, x->shape);
+}
