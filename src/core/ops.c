@@ -475,12 +475,39 @@ tf_tensor *tf_logsumexp(tf_ctx *ctx, tf_tensor *x, int axis) {
   return tf__finish(ctx, &nd);
 }
 
+/* The maximum over an axis (kept with size 1) as a constant: not recorded, no tangent.
+ * Non-finite maxima become 0 so that x - max never forms inf - inf. */
+static tf_tensor *max_const(tf_ctx *ctx, tf_tensor *x, int a) {
+  int64_t s[TF_MAX_DIM];
+  memcpy(s, x->shape, sizeof s);
+  s[a] = 1;
+  tf_tensor *m = tf__alloc(ctx, x->ndim, s);
+  if (!m) return NULL;
+  int64_t outer, len, inner;
+  split3(x, a, &outer, &len, &inner);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < inner; j++) {
+      const tf_real *p = x->data + o * len * inner + j;
+      tf_real mx = p[0];
+      for (int64_t i = 1; i < len; i++) mx = p[i * inner] > mx ? p[i * inner] : mx;
+      m->data[o * inner + j] = isfinite(mx) ? mx : 0;
+    }
+  return m;
+}
+
 tf_tensor *tf_softmax(tf_ctx *ctx, tf_tensor *x, int axis) {
   return tf_exp(ctx, tf_log_softmax(ctx, x, axis));
 }
 
 tf_tensor *tf_log_softmax(tf_ctx *ctx, tf_tensor *x, int axis) {
-  return tf_sub(ctx, x, tf_logsumexp(ctx, x, axis));
+  CHECK_IN(x);
+  int a = norm_axis(ctx, x, axis, "log_softmax");
+  if (a < 0) return NULL;
+  /* Shift by the maximum first: (x - m) - lse(x - m) is exact where x - lse(x) would lose the
+   * last bits of a large lse.  m is a constant, which changes no derivative because the
+   * function is invariant under the shift. */
+  tf_tensor *xs = tf_sub(ctx, x, max_const(ctx, x, a));
+  return tf_sub(ctx, xs, tf_logsumexp(ctx, xs, a));
 }
 
 /* ---- feature-axis structure -------------------------------------------------------------- */

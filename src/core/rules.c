@@ -173,17 +173,15 @@ static tf_tensor *expand_jvp(tf_ctx *ctx, const tf_node *nd, tf_tensor *const *t
   return expand_like(ctx, t[0], nd->out);
 }
 
-/* y = lse(x):  dx = g softmax(x) = g exp(x - y) */
+/* y = lse(x):  dx = g softmax(x).  softmax is recomputed from x (max-shifted) rather than
+ * taken as exp(x - y): y has lost the low bits of log(sum) when |x| is large. */
 static void lse_vjp(tf_ctx *ctx, const tf_node *nd, tf_tensor *g, const int *need,
                     tf_tensor **gin) {
-  if (need[0]) {
-    tf_tensor *p = tf_exp(ctx, tf_sub(ctx, nd->in[0], nd->out));
-    gin[0] = tf_mul(ctx, p, g);
-  }
+  if (need[0]) gin[0] = tf_mul(ctx, tf_softmax(ctx, nd->in[0], nd->ip[0]), g);
 }
 
 static tf_tensor *lse_jvp(tf_ctx *ctx, const tf_node *nd, tf_tensor *const *t) {
-  tf_tensor *p = tf_exp(ctx, tf_sub(ctx, nd->in[0], nd->out));
+  tf_tensor *p = tf_softmax(ctx, nd->in[0], nd->ip[0]);
   return tf_sum(ctx, tf_mul(ctx, p, t[0]), nd->ip[0]);
 }
 
