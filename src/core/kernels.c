@@ -16,10 +16,14 @@
 
 #ifdef TF_DOUBLE
 static inline double e_x(double x) { return exp(x); }
+/* logistic sigmoid; exact 0/1 limits, NaN propagates */
+static inline double sig(double v) { return 1.0 / (1.0 + exp(-v)); }
 #define R(x) (x)
 #else
-/* exp for float: |rel err| < 2 ulp on [-87.3, 88.0]; 0 below, +inf above, NaN propagates. */
-static inline float e_x(float x) {
+/* exp for float on a clamped argument: |rel err| < 2 ulp on [-87.3, 88.0]; outside, the value
+ * at the clamp (finite, nonzero); NaN propagates (the clamps compile to min/max, which pass a
+ * NaN first operand through). */
+static inline float e_clamped(float x) {
   const float hi = 88.0f, lo = -87.33654475f;
   float xc = x > hi ? hi : x;
   xc = xc < lo ? lo : xc;
@@ -40,16 +44,28 @@ static inline float e_x(float x) {
   uint32_t eb = (nb - 0x4B400000u + 127u) << 23;
   float scale;
   memcpy(&scale, &eb, sizeof scale);
-  float y = p * scale;
-  y = x > hi ? INFINITY : y;
-  y = x < lo ? 0.0f : y;
+  return p * scale;
+}
+
+/* exp for float with exact limits: 0 below the range, +inf above. */
+static inline float e_x(float x) {
+  float y = e_clamped(x);
+  y = x > 88.0f ? INFINITY : y;
+  y = x < -87.33654475f ? 0.0f : y;
   return y;
+}
+
+/* 1 / (1 + e^-v): the sigmoid needs no exact exp limits, since 1/(1 + 1.6e38) already rounds
+ * to a float32 value that is 0 for every purpose, and the selects in e_x would cost a third
+ * of the loop.  The exact 0 and 1 limits are restored by one select each. */
+static inline float sig(float v) {
+  float s = 1.0f / (1.0f + e_clamped(-v));
+  s = v < -88.0f ? 0.0f : s;
+  return s;
 }
 #define R(x) ((float)(x))
 #endif
 
-/* logistic sigmoid; exact 0/1 limits, NaN propagates */
-static inline tf_real sig(tf_real v) { return R(1) / (R(1) + e_x(-v)); }
 
 /* k-th derivative of the sigmoid written with s = sigmoid(v) */
 static inline tf_real sigk(int k, tf_real s) {
