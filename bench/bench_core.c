@@ -35,6 +35,9 @@
 #include <cblas.h>
 
 #include "tradeflow/error.h"
+#include "tradeflow/flow.h"
+#include "tradeflow/optim.h"
+#include "tradeflow/params.h"
 #include "tradeflow/rng.h"
 #include "tradeflow/tensor.h"
 
@@ -409,6 +412,120 @@ done:
   return rc;
 }
 
+/* ---- nll_step, sample: the conditional affine-coupling flow ------------------------------
+ * D = 64, 8 blocks of [fixed random permutation -> affine coupling], subnet MLP
+ * (D/2 + 1) -> 128 -> 128 -> D with SiLU, soft clamp s = 2 tanh(s/2), log c concatenated to
+ * the subnet input, base N(0, I), batch 1024.  nll_step = forward, backward, Adam;
+ * sample = 1024 draws through the inverse with their log-densities (no gradients). */
+
+enum { FLOW_D = 64, FLOW_BATCH = 1024 };
+
+typedef struct {
+  tf_params *p;
+  tf_flow *f;
+  tf_optim *opt;
+  tf_ctx *ctx;
+  tf_tensor *x, *c;
+  tf_rng rng;
+  double loss;
+} flow_state;
+
+static void flow_free(flow_state *s) {
+  tf_optim_destroy(s->opt);
+  tf_flow_destroy(s->f);
+  tf_params_destroy(s->p);
+  tf_tensor_destroy(s->x);
+  tf_tensor_destroy(s->c);
+  tf_ctx_destroy(s->ctx);
+}
+
+static int flow_setup(const bench_opts *o, flow_state *s) {
+  memset(s, 0, sizeof *s);
+  tf_flow_config cfg = tf_flow_defaults(FLOW_D);
+  cfg.embed_dim = 0; /* log c concatenated directly */
+  cfg.n_blocks = 8;
+  cfg.hidden = 128;
+  cfg.n_hidden = 2;
+  cfg.clamp = 2.0;
+  cfg.seed = o->seed;
+  tf_optim_config oc = tf_optim_defaults(TF_OPTIM_ADAM);
+  s->ctx = tf_ctx_create(0);
+  s->p = tf_params_create();
+  if (!s->ctx || !s->p || !(s->f = tf_flow_create(&cfg, s->p)) || tf_params_finalize(s->p) ||
+      tf_flow_init(s->f) || !(s->opt = tf_optim_create(&oc, tf_params_size(s->p))))
+    return 1;
+  s->x = tf_tensor_create(2, (int64_t[]){FLOW_BATCH, FLOW_D});
+  s->c = tf_tensor_create(2, (int64_t[]){FLOW_BATCH, 1});
+  if (!s->x || !s->c) return 1;
+  tf_rng_init(&s->rng, o->seed, 0, TF_RNG_DATA, 0);
+  tf_rng_fill_normal(&s->rng, s->x, 0, 1);
+  tf_rng_fill_uniform(&s->rng, s->c, 0.5, 2.0);
+  tf_rng_init(&s->rng, o->seed, 0, TF_RNG_LATENT, 0);
+  return 0;
+}
+
+/* matmul flops of the subnets: forward per block 2 N (33*128 + 128*128 + 128*64) */
+static double flow_fwd_flops(void) {
+  const double n = FLOW_BATCH, in = FLOW_D / 2 + 1;
+  return 8 * 2 * n * (in * 128 + 128 * 128 + 128.0 * FLOW_D);
+}
+
+static int nll_step_fn(void *p) {
+  flow_state *s = p;
+  tf_ctx_reset(s->ctx);
+  tf_tensor *loss =
+      tf_scale(s->ctx, tf_mean_all(s->ctx, tf_flow_log_prob(s->f, s->ctx, s->x, s->c)), -1.0);
+  if (!loss || tf_params_backward(s->p, s->ctx, loss)) return 1;
+  s->loss = loss->data[0];
+  return tf_optim_step(s->opt, tf_params_values(s->p), tf_params_grads(s->p), 1e-4, NULL);
+}
+
+static int sample_fn(void *p) {
+  flow_state *s = p;
+  tf_ctx_reset(s->ctx);
+  tf_ctx_set_grad(s->ctx, 0);
+  tf_tensor *lp = NULL;
+  tf_tensor *x = tf_flow_sample(s->f, s->ctx, s->c, FLOW_BATCH, &s->rng, &lp);
+  tf_ctx_set_grad(s->ctx, 1);
+  if (!x || !lp) return 1;
+  s->loss = lp->data[0];
+  return 0;
+}
+
+static int bench_flow_case(const bench_opts *o, bench_out *out, const char *name, step_fn fn,
+                           double flops) {
+  flow_state s;
+  bench_timing t;
+  int rc = 1;
+  if (flow_setup(o, &s)) {
+    fprintf(stderr, "bench_core: %s: setup failed: %s\n", name, tf_errmsg());
+    out_add(out, "error", "setup_failed");
+  } else if (bench_time(o, fn, &s, &t)) {
+    fprintf(stderr, "bench_core: %s: step failed: %s\n", name, tf_errmsg());
+    out_add(out, "error", "step_failed");
+  } else {
+    out_timing(out, "ours_ms", &t);
+    out_add(out, "gflops", "%.2f", flops / (t.ms * 1e-3) / 1e9);
+    out_add(out, "flops", "%.0f", flops);
+    out_add(out, "params", "%lld", (long long)tf_params_size(s.p));
+    out_add(out, "tape", "%zu", tf_ctx_tape_length(s.ctx));
+    out_add(out, "dtype", "%s", TF_REAL_NAME);
+    rc = 0;
+  }
+  flow_free(&s);
+  return rc;
+}
+
+/* forward + backward: weight and input gradients of every subnet layer (the subnet input
+ * depends on earlier blocks' parameters), i.e. three times the forward matmuls */
+static int bench_nll_step(const bench_opts *o, bench_out *out) {
+  return bench_flow_case(o, out, "nll_step", nll_step_fn, 3 * flow_fwd_flops());
+}
+
+static int bench_sample(const bench_opts *o, bench_out *out) {
+  return bench_flow_case(o, out, "sample", sample_fn, flow_fwd_flops());
+}
+
 /* ---- the case table ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -423,7 +540,13 @@ static const bench_case CASES[] = {
     {"mlp", "bench",
      "MLP fwd+bwd, batch 1024, 33-128-128-64, SiLU, loss mean(y^2), grads of W and b",
      bench_mlp},
-    /* next: nll_step, sample, trade_step, mpi_weak */
+    {"nll_step", "bench",
+     "conditional affine-coupling flow D=64, 8 blocks, subnets 33-128-128-64, batch 1024: "
+     "forward, backward, Adam",
+     bench_nll_step},
+    {"sample", "bench", "the nll_step flow: 1024 samples through the inverse with log p",
+     bench_sample},
+    /* next: trade_step, mpi_weak */
 };
 enum { N_CASES = sizeof CASES / sizeof CASES[0] };
 

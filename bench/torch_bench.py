@@ -115,11 +115,117 @@ def bench_mlp(opts):
             "loss": float(out["loss"])}
 
 
+FLOW_D, FLOW_BATCH, FLOW_BLOCKS, FLOW_HIDDEN = 64, 1024, 8, 128
+
+
+def _flow(opts):
+    """The flow of bench_core's nll_step/sample: 8 blocks of [fixed random permutation ->
+    affine coupling], subnet (D/2 + 1) -> 128 -> 128 -> D with SiLU, s = 2 tanh(s_raw / 2),
+    log c concatenated to the subnet input, base N(0, I).  Last subnet layer zero-initialised
+    (identity flow), as in tradeflow."""
+    torch = _import_torch()
+    F = torch.nn.functional
+    g = torch.Generator().manual_seed(opts.seed)
+    da, db = FLOW_D // 2, FLOW_D - FLOW_D // 2
+    blocks = []
+    for _ in range(FLOW_BLOCKS):
+        perm = torch.randperm(FLOW_D, generator=g)
+        inv = torch.argsort(perm)
+        layers = []
+        dims = [da + 1, FLOW_HIDDEN, FLOW_HIDDEN, 2 * db]
+        for li, (din, dout) in enumerate(zip(dims[:-1], dims[1:])):
+            bound = 0.0 if li == len(dims) - 2 else 1.0 / math.sqrt(din)
+            w = torch.empty(dout, din).uniform_(-bound, bound, generator=g).requires_grad_()
+            b = torch.empty(dout).uniform_(-bound, bound, generator=g).requires_grad_()
+            layers.append((w, b))
+        blocks.append((perm, inv, layers))
+    params = [t for _, _, ls in blocks for wb in ls for t in wb]
+
+    def subnet(layers, h):
+        for li, (w, b) in enumerate(layers):
+            h = F.linear(h, w, b)
+            if li + 1 < len(layers):
+                h = F.silu(h)
+        s = 2.0 * torch.tanh(h[:, :db] / 2.0)
+        return s, h[:, db:]
+
+    def log_prob(x, c):
+        lc = torch.log(c)
+        ld = 0.0
+        for perm, _, layers in blocks:
+            x = x[:, perm]
+            xa, xb = x[:, :da], x[:, da:]
+            s, t = subnet(layers, torch.cat([xa, lc], dim=1))
+            x = torch.cat([xa, xb * torch.exp(s) + t], dim=1)
+            ld = ld + s.sum(dim=1, keepdim=True)
+        base = -0.5 * (x * x).sum(dim=1, keepdim=True) - 0.5 * FLOW_D * math.log(2 * math.pi)
+        return base + ld
+
+    def sample(c, n, gen):
+        z = torch.randn(n, FLOW_D, generator=gen)
+        lc = torch.log(c)
+        x, ld = z, 0.0
+        for perm, inv, layers in reversed(blocks):
+            xa, zb = x[:, :da], x[:, da:]
+            s, t = subnet(layers, torch.cat([xa, lc], dim=1))
+            x = torch.cat([xa, (zb - t) * torch.exp(-s)], dim=1)[:, inv]
+            ld = ld - s.sum(dim=1, keepdim=True)
+        base = -0.5 * (z * z).sum(dim=1, keepdim=True) - 0.5 * FLOW_D * math.log(2 * math.pi)
+        return x, base - ld
+
+    x = torch.randn(FLOW_BATCH, FLOW_D, generator=g)
+    c = torch.empty(FLOW_BATCH, 1).uniform_(0.5, 2.0, generator=g)
+    return torch, params, log_prob, sample, x, c, g
+
+
+def _flow_flops():
+    fwd = FLOW_BLOCKS * 2 * FLOW_BATCH * ((FLOW_D // 2 + 1) * 128 + 128 * 128 + 128 * FLOW_D)
+    return fwd
+
+
+def bench_nll_step(opts):
+    torch, params, log_prob, _, x, c, _ = _flow(opts)
+    opt = torch.optim.Adam(params, lr=1e-4)
+    out = {}
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = -log_prob(x, c).mean()
+        loss.backward()
+        opt.step()
+        out["loss"] = loss
+
+    t = bench_time(opts, step)
+    flops = 3 * _flow_flops()
+    return {"torch_ms": t["ms"], "min_ms": t["min_ms"], "max_ms": t["max_ms"],
+            "steps": t["steps"], "reps": t["reps"],
+            "gflops": flops / (t["ms"] * 1e-3) / 1e9, "flops": flops,
+            "loss": float(out["loss"])}
+
+
+def bench_sample(opts):
+    torch, _, _, sample, _, c, g = _flow(opts)
+    out = {}
+
+    def step():
+        with torch.no_grad():
+            xs, lp = sample(c, FLOW_BATCH, g)
+        out["lp"] = lp
+
+    t = bench_time(opts, step)
+    flops = _flow_flops()
+    return {"torch_ms": t["ms"], "min_ms": t["min_ms"], "max_ms": t["max_ms"],
+            "steps": t["steps"], "reps": t["reps"],
+            "gflops": flops / (t["ms"] * 1e-3) / 1e9, "flops": flops}
+
+
 # ---- the case table -------------------------------------------------------------------------
 
 CASES = {
     "mlp": (bench_mlp, "MLP fwd+bwd, batch 1024, 33-128-128-64, SiLU, loss mean(y^2)"),
-    # next: nll_step, sample, trade_step, mpi_weak
+    "nll_step": (bench_nll_step, "conditional affine-coupling flow D=64, 8 blocks: fwd, bwd, Adam"),
+    "sample": (bench_sample, "the nll_step flow: 1024 samples through the inverse with log p"),
+    # next: trade_step, mpi_weak
 }
 
 
