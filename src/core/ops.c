@@ -437,6 +437,13 @@ static void split3(const tf_tensor *x, int a, int64_t *outer, int64_t *len, int6
   *len = x->shape[a];
 }
 
+/* max of p[0], p[inner], ..., p[(len-1) inner]; NaN entries are skipped (callers check) */
+static double strided_max(const tf_real *p, int64_t len, int64_t inner) {
+  double mx = -INFINITY;
+  for (int64_t i = 0; i < len; i++) mx = p[i * inner] > mx ? p[i * inner] : mx;
+  return mx;
+}
+
 tf_tensor *tf_logsumexp(tf_ctx *ctx, tf_tensor *x, int axis) {
   CHECK_IN(x);
   int a = norm_axis(ctx, x, axis, "logsumexp");
@@ -451,8 +458,7 @@ tf_tensor *tf_logsumexp(tf_ctx *ctx, tf_tensor *x, int axis) {
   for (int64_t o = 0; o < outer; o++)
     for (int64_t j = 0; j < inner; j++) {
       const tf_real *p = x->data + o * len * inner + j;
-      double mx = -INFINITY;
-      for (int64_t i = 0; i < len; i++) mx = p[i * inner] > mx ? p[i * inner] : mx;
+      const double mx = strided_max(p, len, inner);
       double r;
       if (isinf(mx)) {
         r = mx; /* all -inf (or one +inf): the max is the answer */
@@ -487,10 +493,8 @@ static tf_tensor *max_const(tf_ctx *ctx, tf_tensor *x, int a) {
   split3(x, a, &outer, &len, &inner);
   for (int64_t o = 0; o < outer; o++)
     for (int64_t j = 0; j < inner; j++) {
-      const tf_real *p = x->data + o * len * inner + j;
-      tf_real mx = p[0];
-      for (int64_t i = 1; i < len; i++) mx = p[i * inner] > mx ? p[i * inner] : mx;
-      m->data[o * inner + j] = isfinite(mx) ? mx : 0;
+      const double mx = strided_max(x->data + o * len * inner + j, len, inner);
+      m->data[o * inner + j] = isfinite(mx) ? (tf_real)mx : 0;
     }
   return m;
 }
