@@ -399,13 +399,18 @@ static int norm_axis(tf_ctx *ctx, const tf_tensor *x, int axis, const char *op) 
   return a;
 }
 
+/* x's shape with axis a set to 1 (the result shape of every reduction here) */
+static void reduced_shape(const tf_tensor *x, int a, int64_t *s) {
+  memcpy(s, x->shape, TF_MAX_DIM * sizeof *s);
+  s[a] = 1;
+}
+
 tf_tensor *tf_sum(tf_ctx *ctx, tf_tensor *x, int axis) {
   CHECK_IN(x);
   int a = norm_axis(ctx, x, axis, "sum");
   if (a < 0) return NULL;
   int64_t s[TF_MAX_DIM];
-  memcpy(s, x->shape, sizeof s);
-  s[a] = 1;
+  reduced_shape(x, a, s);
   return tf_sum_to(ctx, x, x->ndim, s);
 }
 
@@ -449,8 +454,7 @@ tf_tensor *tf_logsumexp(tf_ctx *ctx, tf_tensor *x, int axis) {
   int a = norm_axis(ctx, x, axis, "logsumexp");
   if (a < 0) return NULL;
   int64_t s[TF_MAX_DIM];
-  memcpy(s, x->shape, sizeof s);
-  s[a] = 1;
+  reduced_shape(x, a, s);
   tf_tensor *y = tf__alloc(ctx, x->ndim, s);
   if (!y) return NULL;
   int64_t outer, len, inner;
@@ -485,8 +489,7 @@ tf_tensor *tf_logsumexp(tf_ctx *ctx, tf_tensor *x, int axis) {
  * Non-finite maxima become 0 so that x - max never forms inf - inf. */
 static tf_tensor *max_const(tf_ctx *ctx, tf_tensor *x, int a) {
   int64_t s[TF_MAX_DIM];
-  memcpy(s, x->shape, sizeof s);
-  s[a] = 1;
+  reduced_shape(x, a, s);
   tf_tensor *m = tf__alloc(ctx, x->ndim, s);
   if (!m) return NULL;
   int64_t outer, len, inner;

@@ -133,7 +133,7 @@ static void init_linear(tf_rng *r, tf_tensor *W, tf_tensor *b, int zero) {
 }
 
 int tf_flow_init(tf_flow *f) {
-  if (f->cfg.dim && f->blocks[0].W[0]->data == NULL)
+  if (!f->blocks[0].W[0]->data)
     return tf_error(TF_EINVAL, "flow: tf_flow_init before tf_params_finalize");
   tf_rng r;
   tf_rng_init(&r, f->cfg.seed, 0, TF_RNG_INIT, 0);
