@@ -1,17 +1,33 @@
 /* tradeflow — conditional normalizing flows p(x | c).
  *
- * A flow is a stack of blocks, each [fixed permutation] -> coupling, mapping data x (N, D) to
- * latent z (N, D) with  log p(x | c) = log p_base(z | c) + log|det dz/dx|.
- *
- * Coupling (DESIGN.md section 3): x = [x_a, x_b] with x_a the first D/2 features after the
- * block's permutation; (s_raw, t) = NN([x_a, e(c)]); s = k tanh(s_raw / k) (soft clamp);
- * z_b = x_b exp(s) + t; log|det| = sum s.  The subnetwork's last layer starts at zero, so a
- * new flow is the identity.
+ * A flow is a stack of blocks mapping data x (N, D) to latent z (N, D) with
+ *   log p(x | c) = log p_base(z | c) + log|det dz/dx|.
+ * Block k, in the direction x -> z:
+ *   [ActNorm]  y = (x + loc) * exp(log_scale), per feature; log|det| = sum log_scale.
+ *              Data-dependent initialisation (tf_flow_data_init) makes the first batch
+ *              zero-mean, unit-variance at every ActNorm.
+ *   split      x_a (passive, da = D/2 features) and x_b (active, db = D - da) by
+ *              - MLP subnets: a fixed random permutation (cfg.permute) or a reversal;
+ *              - CONV subnets (lattice fields, D = L1 L2, both even): a checkerboard, block k
+ *                keeping the sites with (i + j) % 2 == k % 2 passive.
+ *   subnet     theta = NN(x_a, e(c)); MLP: [x_a, e(c)] -> hidden (SiLU) -> ...; CONV: periodic
+ *              3x3 convolutions of the field with the active sites zeroed, e(c) entering the
+ *              first layer as a per-sample bias, so theta exists per lattice site.
+ *   coupling   affine: x_b exp(s) + t, s = k tanh(s_raw / k) (soft clamp), log|det| = sum s;
+ *              spline: monotone rational-quadratic spline per active feature (Durkan et al.
+ *              2019) with K bins on [-B, B], bin widths and heights by softmax (minimum 1e-3
+ *              of the interval), inner knot derivatives by softplus (minimum 1e-3), derivative
+ *              1 at +-B and the identity outside (linear tails); inverse by the quadratic
+ *              formula.  theta holds 3K - 1 numbers per active feature: K width logits, K
+ *              height logits, K - 1 derivative pre-activations.
+ * The subnetwork's last layer starts at zero and the spline's derivative pre-activations are
+ * offset so that zero means derivative 1: a new flow is the identity map.
  *
  * Condition: c > 0 (a temperature, an inverse temperature, a coupling...) enters as log c
- * through a small embedding MLP shared by all blocks, concatenated to every subnet input.
+ * through a small embedding MLP shared by all blocks (or raw log c with embed_dim = 0).
  * Conditions are (N, 1) tensors; put a tangent on c (tf_set_tangent) and every output below
- * carries d/dc of itself — d/dc log p(x | c) at fixed x is what TRADE needs.
+ * carries d/dc of itself — d/dc log p(x | c) at fixed x is what TRADE needs.  Spline bin
+ * choices are piecewise constant in every input, so these derivatives are exact.
  *
  * Base: N(0, I), or N(0, c I) with latent temperature scaling (cfg.base_temperature = 1).
  *
@@ -30,6 +46,9 @@
 extern "C" {
 #endif
 
+typedef enum { TF_COUPLING_AFFINE = 0, TF_COUPLING_SPLINE = 1 } tf_coupling_kind;
+typedef enum { TF_SUBNET_MLP = 0, TF_SUBNET_CONV = 1 } tf_subnet_kind;
+
 typedef struct {
   int dim;              /* D >= 2 */
   int conditional;      /* 1: p(x | c); 0: p(x) (c arguments ignored, may be NULL) */
@@ -40,10 +59,17 @@ typedef struct {
   double clamp;         /* soft clamp k of s = k tanh(s_raw / k); <= 0: no clamp */
   int permute;          /* 1: a fixed random permutation before each block; 0: reverse order */
   int base_temperature; /* 1: base N(0, c I); 0: N(0, I) */
+  int coupling;         /* tf_coupling_kind */
+  int spline_bins;      /* K >= 2 (spline) */
+  double spline_bound;  /* B > 0 (spline): the spline acts on [-B, B] */
+  int actnorm;          /* 1: ActNorm at the start of every block */
+  int subnet;           /* tf_subnet_kind; CONV needs lattice[0] * lattice[1] == dim */
+  int lattice[2];       /* L1, L2 (CONV): x[n, i * L2 + j] is site (i, j); both even */
   uint64_t seed;        /* permutations and initialisation */
 } tf_flow_config;
 
-/* Sensible defaults for dimension D (8 blocks, 2 x 128 SiLU subnets, clamp 2, embedding 16). */
+/* Sensible defaults for dimension D: affine coupling, 8 blocks, 2 x 128 SiLU MLP subnets,
+ * clamp 2, embedding 16, no ActNorm; spline settings K = 8, B = 5 ready for coupling = spline. */
 tf_flow_config tf_flow_defaults(int dim);
 
 typedef struct tf_flow tf_flow;
@@ -57,6 +83,12 @@ void tf_flow_destroy(tf_flow *f);
 int tf_flow_init(tf_flow *f);
 
 const tf_flow_config *tf_flow_get_config(const tf_flow *f);
+
+/* Data-dependent initialisation of the ActNorm layers from a batch x (N, D), c (N, 1):
+ * block by block, each ActNorm is set so its output has zero mean and unit variance per
+ * feature over the batch.  Call once, after tf_flow_init and before training (not on resume);
+ * a no-op without ActNorm.  Uses the context's arena (reset it afterwards). */
+int tf_flow_data_init(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c);
 
 /* x (N, D) -> z (N, D); *logdet (N, 1) = log|det dz/dx|.  c (N, 1) or NULL if unconditional. */
 tf_tensor *tf_flow_forward(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c,

@@ -205,6 +205,9 @@ tf_tensor *tf_slice(tf_ctx *ctx, tf_tensor *x, int64_t start, int64_t len); /* l
 /* Embed x in zeros along the last axis: out[..., start + j] = x[..., j], last dim `total`. */
 tf_tensor *tf_pad(tf_ctx *ctx, tf_tensor *x, int64_t start, int64_t total);
 tf_tensor *tf_reshape(tf_ctx *ctx, tf_tensor *x, int ndim, const int64_t *shape); /* shares data */
+/* Swap the last two axes: (..., A, B) -> (..., B, A), copied (e.g. channels-first conv
+ * outputs (N, C, L1 L2) to per-site rows (N, L1 L2, C)).  ndim >= 2. */
+tf_tensor *tf_transpose(tf_ctx *ctx, tf_tensor *x);
 
 /* Index ops along `axis` (x viewed as (outer, A, inner)).  `idx` has m entries in [0, A); it
  * must stay valid until tf_ctx_reset (copy it to the arena if in doubt).

@@ -29,6 +29,7 @@ typedef enum {
   TF_OP_CONV,
   TF_OP_CONV_T,
   TF_OP_CONV_W,
+  TF_OP_TRANSPOSE, /* swap the last two axes */
   TF_OP_COUNT
 } tf_op;
 

@@ -238,6 +238,15 @@ static tf_tensor *reshape_jvp(tf_ctx *ctx, const tf_node *nd, tf_tensor *const *
   return tf_reshape(ctx, t[0], nd->out->ndim, nd->out->shape);
 }
 
+static void transpose_vjp(tf_ctx *ctx, const tf_node *nd, tf_tensor *g, const int *need,
+                          tf_tensor **gin) {
+  if (need[0]) gin[0] = tf_transpose(ctx, g);
+}
+
+static tf_tensor *transpose_jvp(tf_ctx *ctx, const tf_node *nd, tf_tensor *const *t) {
+  return tf_transpose(ctx, t[0]);
+}
+
 static void gather_vjp(tf_ctx *ctx, const tf_node *nd, tf_tensor *g, const int *need,
                        tf_tensor **gin) {
   if (need[0]) gin[0] = tf_scatter_add(ctx, g, nd->ip[0], nd->idx, nd->lp[0], nd->lp[1]);
@@ -328,4 +337,5 @@ const tf_op_rules tf_rules[TF_OP_COUNT] = {
     [TF_OP_CONV] = {"conv2d_periodic", conv_vjp, conv_jvp},
     [TF_OP_CONV_T] = {"conv2d_periodic_t", conv_t_vjp, conv_t_jvp},
     [TF_OP_CONV_W] = {"conv2d_periodic_w", conv_w_vjp, conv_w_jvp},
+    [TF_OP_TRANSPOSE] = {"transpose", transpose_vjp, transpose_jvp},
 };

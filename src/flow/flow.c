@@ -1,11 +1,17 @@
-/* flow.c — conditional affine-coupling flows built from tensor ops.
+/* flow.c — conditional coupling flows built from tensor ops.
  *
  * Exported: tf_flow_defaults, tf_flow_create, tf_flow_destroy, tf_flow_init,
- *           tf_flow_get_config, tf_flow_forward, tf_flow_inverse, tf_flow_base_log_prob,
- *           tf_flow_log_prob, tf_flow_sample.
+ *           tf_flow_get_config, tf_flow_data_init, tf_flow_forward, tf_flow_inverse,
+ *           tf_flow_base_log_prob, tf_flow_log_prob, tf_flow_sample.
  *
  * Everything is composed of differentiable ops, so gradients in the parameters, tangents in c
- * and their mixtures need no code here.
+ * and their mixtures need no code here.  The only values computed outside the tape are the
+ * spline's bin indices and tail masks, which are piecewise constant.
+ *
+ * State order between blocks: MLP flows leave x in the order of the last block's permutation
+ * (the next permutation composes with it; the base is isotropic, so z's order is immaterial).
+ * CONV flows return to lattice order after every block, since the next block's checkerboard
+ * and convolutions address lattice sites.
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,19 +23,31 @@
 
 enum { MAX_LAYERS = 16 };
 
+/* Spline minima (Durkan et al.'s defaults): keep bins and slopes away from 0. */
+#define MIN_BIN 1e-3
+#define MIN_DERIV 1e-3
+
 typedef struct {
-  int64_t *perm, *inv; /* D each */
+  int64_t *perm, *inv; /* D each: x_perm[j] = x[perm[j]]; passive = perm[0..da) */
+  tf_tensor *passive;  /* CONV: (1, D) mask, 1 on passive sites */
+  tf_tensor *an_loc, *an_logs; /* ActNorm (D) or NULL */
   int n_layers;
-  tf_tensor *W[MAX_LAYERS], *b[MAX_LAYERS]; /* subnet, W (out, in) as torch.nn.Linear */
+  /* MLP: W (out, in) as torch.nn.Linear, b (out).  CONV: W (out, in, 3, 3), b (1, out, 1, 1),
+   * Wc (hidden, edim) maps e(c) to the first layer's per-sample bias. */
+  tf_tensor *W[MAX_LAYERS], *b[MAX_LAYERS], *Wc;
 } block;
 
 struct tf_flow {
   tf_flow_config cfg;
-  int64_t da, db; /* passive and active widths */
-  int64_t edim;   /* width of e(c) fed to the subnets (0 if unconditional) */
+  int64_t da, db;  /* passive and active widths */
+  int64_t edim;    /* width of e(c) fed to the subnets (0 if unconditional) */
+  int64_t P;       /* coupling parameters per active feature: 2 (affine) or 3K - 1 */
   tf_tensor *eW[2], *eb[2];
   block *blocks;
   tf_params *params;
+  tf_tensor *cum;  /* spline: (K, K + 1), cum[i][j] = 1 if i < j: knots = widths @ cum */
+  tf_tensor *ends; /* spline: (K + 1), 1 at both ends: the boundary derivatives */
+  int an_pending;  /* tf_flow_data_init in progress */
 };
 
 tf_flow_config tf_flow_defaults(int dim) {
@@ -44,26 +62,102 @@ tf_flow_config tf_flow_defaults(int dim) {
   c.clamp = 2.0;
   c.permute = 1;
   c.base_temperature = 0;
+  c.coupling = TF_COUPLING_AFFINE;
+  c.spline_bins = 8;
+  c.spline_bound = 5.0;
+  c.actnorm = 0;
+  c.subnet = TF_SUBNET_MLP;
   c.seed = 1;
   return c;
 }
 
-static tf_tensor *declare(tf_params *p, const char *fmt, int i, int ndim, int64_t d0, int64_t d1) {
-  char name[64];
-  snprintf(name, sizeof name, fmt, i);
-  const int64_t shape[2] = {d0, d1};
+static tf_tensor *declare(tf_params *p, const char *name, int ndim, int64_t d0, int64_t d1,
+                          int64_t d2, int64_t d3) {
+  const int64_t shape[4] = {d0, d1, d2, d3};
   return tf_params_declare(p, name, ndim, shape);
 }
 
-tf_flow *tf_flow_create(const tf_flow_config *cfg, tf_params *params) {
+static int check_config(const tf_flow_config *cfg) {
   if (cfg->dim < 2 || cfg->n_blocks < 1 || cfg->hidden < 1 || cfg->n_hidden < 1 ||
-      cfg->n_hidden > MAX_LAYERS - 1 || cfg->embed_dim < 0) {
-    tf_error(TF_ERANGE,
-             "flow: need dim >= 2, n_blocks >= 1, hidden >= 1, 1 <= n_hidden <= %d, "
-             "embed_dim >= 0 (got %d, %d, %d, %d, %d)",
-             MAX_LAYERS - 1, cfg->dim, cfg->n_blocks, cfg->hidden, cfg->n_hidden, cfg->embed_dim);
-    return NULL;
+      cfg->n_hidden > MAX_LAYERS - 1 || cfg->embed_dim < 0)
+    return tf_error(TF_ERANGE,
+                    "flow: need dim >= 2, n_blocks >= 1, hidden >= 1, 1 <= n_hidden <= %d, "
+                    "embed_dim >= 0 (got %d, %d, %d, %d, %d)",
+                    MAX_LAYERS - 1, cfg->dim, cfg->n_blocks, cfg->hidden, cfg->n_hidden,
+                    cfg->embed_dim);
+  if (cfg->coupling != TF_COUPLING_AFFINE && cfg->coupling != TF_COUPLING_SPLINE)
+    return tf_error(TF_EINVAL, "flow: unknown coupling kind %d", cfg->coupling);
+  if (cfg->coupling == TF_COUPLING_SPLINE &&
+      (cfg->spline_bins < 2 || cfg->spline_bins > 64 || !(cfg->spline_bound > 0) ||
+       !isfinite(cfg->spline_bound)))
+    return tf_error(TF_ERANGE, "flow: spline needs 2 <= bins <= 64 and bound > 0 (got %d, %g)",
+                    cfg->spline_bins, cfg->spline_bound);
+  if (cfg->subnet == TF_SUBNET_CONV) {
+    const int L1 = cfg->lattice[0], L2 = cfg->lattice[1];
+    if (L1 < 2 || L2 < 2 || L1 % 2 || L2 % 2 || (int64_t)L1 * L2 != cfg->dim)
+      return tf_error(TF_EINVAL,
+                      "flow: conv subnets need an even L1 x L2 lattice with L1 * L2 = dim "
+                      "(got %d x %d, dim %d)",
+                      L1, L2, cfg->dim);
+  } else if (cfg->subnet != TF_SUBNET_MLP) {
+    return tf_error(TF_EINVAL, "flow: unknown subnet kind %d", cfg->subnet);
   }
+  return TF_OK;
+}
+
+/* Block k's split: a permutation whose first da entries are the passive features. */
+static void make_split(const tf_flow_config *cfg, int k, tf_rng *r, int64_t *perm) {
+  const int D = cfg->dim;
+  if (cfg->subnet == TF_SUBNET_CONV) {
+    int64_t np = 0, na = D / 2;
+    for (int i = 0; i < cfg->lattice[0]; i++)
+      for (int j = 0; j < cfg->lattice[1]; j++) {
+        const int64_t site = (int64_t)i * cfg->lattice[1] + j;
+        if ((i + j) % 2 == k % 2) perm[np++] = site;
+        else perm[na++] = site;
+      }
+  } else if (cfg->permute) {
+    tf_rng_permutation(r, perm, D);
+  } else {
+    for (int i = 0; i < D; i++) perm[i] = D - 1 - i;
+  }
+}
+
+static int declare_block(tf_flow *f, int k, block *bl) {
+  const tf_flow_config *cfg = &f->cfg;
+  char name[64];
+  if (cfg->actnorm) {
+    snprintf(name, sizeof name, "block%d.actnorm.loc", k);
+    bl->an_loc = declare(f->params, name, 1, cfg->dim, 0, 0, 0);
+    snprintf(name, sizeof name, "block%d.actnorm.log_scale", k);
+    bl->an_logs = declare(f->params, name, 1, cfg->dim, 0, 0, 0);
+    if (!bl->an_loc || !bl->an_logs) return TF_EINVAL;
+  }
+  bl->n_layers = cfg->n_hidden + 1;
+  const int conv = cfg->subnet == TF_SUBNET_CONV;
+  int64_t in = conv ? 1 : f->da + f->edim;
+  for (int l = 0; l < bl->n_layers; l++) {
+    const int last = l + 1 == bl->n_layers;
+    const int64_t out = !last ? cfg->hidden : conv ? f->P : f->P * f->db;
+    snprintf(name, sizeof name, "block%d.W%d", k, l);
+    bl->W[l] = conv ? declare(f->params, name, 4, out, in, 3, 3)
+                    : declare(f->params, name, 2, out, in, 0, 0);
+    snprintf(name, sizeof name, "block%d.b%d", k, l);
+    bl->b[l] = conv ? declare(f->params, name, 4, 1, out, 1, 1)
+                    : declare(f->params, name, 1, out, 0, 0, 0);
+    if (!bl->W[l] || !bl->b[l]) return TF_EINVAL;
+    in = out;
+  }
+  if (conv && f->edim) {
+    snprintf(name, sizeof name, "block%d.Wc", k);
+    bl->Wc = declare(f->params, name, 2, cfg->hidden, f->edim, 0, 0);
+    if (!bl->Wc) return TF_EINVAL;
+  }
+  return TF_OK;
+}
+
+tf_flow *tf_flow_create(const tf_flow_config *cfg, tf_params *params) {
+  if (check_config(cfg) != TF_OK) return NULL;
   tf_flow *f = calloc(1, sizeof *f);
   if (!f) goto oom;
   f->cfg = *cfg;
@@ -71,13 +165,23 @@ tf_flow *tf_flow_create(const tf_flow_config *cfg, tf_params *params) {
   f->da = cfg->dim / 2;
   f->db = cfg->dim - f->da;
   f->edim = !cfg->conditional ? 0 : cfg->embed_dim > 0 ? cfg->embed_dim : 1;
+  f->P = cfg->coupling == TF_COUPLING_SPLINE ? 3 * (int64_t)cfg->spline_bins - 1 : 2;
   if (cfg->conditional && cfg->embed_dim > 0) {
     const int64_t E = cfg->embed_dim;
-    f->eW[0] = declare(params, "embed.W%d", 0, 2, E, 1);
-    f->eb[0] = declare(params, "embed.b%d", 0, 1, E, 0);
-    f->eW[1] = declare(params, "embed.W%d", 1, 2, E, E);
-    f->eb[1] = declare(params, "embed.b%d", 1, 1, E, 0);
+    f->eW[0] = declare(params, "embed.W0", 2, E, 1, 0, 0);
+    f->eb[0] = declare(params, "embed.b0", 1, E, 0, 0, 0);
+    f->eW[1] = declare(params, "embed.W1", 2, E, E, 0, 0);
+    f->eb[1] = declare(params, "embed.b1", 1, E, 0, 0, 0);
     if (!f->eW[0] || !f->eb[0] || !f->eW[1] || !f->eb[1]) goto fail;
+  }
+  if (cfg->coupling == TF_COUPLING_SPLINE) {
+    const int64_t K = cfg->spline_bins;
+    f->cum = tf_tensor_create(2, (int64_t[]){K, K + 1});
+    f->ends = tf_tensor_create(1, (int64_t[]){K + 1});
+    if (!f->cum || !f->ends) goto oom;
+    for (int64_t i = 0; i < K; i++)
+      for (int64_t j = 0; j <= K; j++) f->cum->data[i * (K + 1) + j] = i < j ? 1 : 0;
+    f->ends->data[0] = f->ends->data[K] = 1;
   }
   f->blocks = calloc((size_t)cfg->n_blocks, sizeof *f->blocks);
   if (!f->blocks) goto oom;
@@ -88,24 +192,14 @@ tf_flow *tf_flow_create(const tf_flow_config *cfg, tf_params *params) {
     bl->perm = malloc(2 * (size_t)cfg->dim * sizeof *bl->perm);
     if (!bl->perm) goto oom;
     bl->inv = bl->perm + cfg->dim;
-    if (cfg->permute) {
-      tf_rng_permutation(&r, bl->perm, cfg->dim);
-    } else {
-      for (int i = 0; i < cfg->dim; i++) bl->perm[i] = cfg->dim - 1 - i;
-    }
+    make_split(cfg, k, &r, bl->perm);
     for (int i = 0; i < cfg->dim; i++) bl->inv[bl->perm[i]] = i;
-    bl->n_layers = cfg->n_hidden + 1;
-    int64_t in = f->da + f->edim;
-    for (int l = 0; l < bl->n_layers; l++) {
-      const int64_t out = l + 1 < bl->n_layers ? cfg->hidden : 2 * f->db;
-      char fmt[48];
-      snprintf(fmt, sizeof fmt, "block%d.W%%d", k);
-      bl->W[l] = declare(params, fmt, l, 2, out, in);
-      snprintf(fmt, sizeof fmt, "block%d.b%%d", k);
-      bl->b[l] = declare(params, fmt, l, 1, out, 0);
-      if (!bl->W[l] || !bl->b[l]) goto fail;
-      in = out;
+    if (cfg->subnet == TF_SUBNET_CONV) {
+      bl->passive = tf_tensor_create(2, (int64_t[]){1, cfg->dim});
+      if (!bl->passive) goto oom;
+      for (int64_t i = 0; i < f->da; i++) bl->passive->data[bl->perm[i]] = 1;
     }
+    if (declare_block(f, k, bl) != TF_OK) goto fail;
   }
   return f;
 oom:
@@ -118,16 +212,22 @@ fail:
 void tf_flow_destroy(tf_flow *f) {
   if (!f) return;
   if (f->blocks)
-    for (int k = 0; k < f->cfg.n_blocks; k++) free(f->blocks[k].perm);
+    for (int k = 0; k < f->cfg.n_blocks; k++) {
+      free(f->blocks[k].perm);
+      tf_tensor_destroy(f->blocks[k].passive);
+    }
   free(f->blocks);
+  tf_tensor_destroy(f->cum);
+  tf_tensor_destroy(f->ends);
   free(f);
 }
 
 const tf_flow_config *tf_flow_get_config(const tf_flow *f) { return &f->cfg; }
 
-/* torch.nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for W and b */
-static void init_linear(tf_rng *r, tf_tensor *W, tf_tensor *b, int zero) {
-  const double bound = zero ? 0.0 : 1.0 / sqrt((double)W->shape[1]);
+/* torch.nn.Linear's and Conv2d's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for W and b */
+static void init_layer(tf_rng *r, tf_tensor *W, tf_tensor *b, int zero) {
+  const double fan_in = (double)(W->n / W->shape[0]);
+  const double bound = zero ? 0.0 : 1.0 / sqrt(fan_in);
   tf_rng_fill_uniform(r, W, -bound, bound);
   tf_rng_fill_uniform(r, b, -bound, bound);
 }
@@ -138,12 +238,21 @@ int tf_flow_init(tf_flow *f) {
   tf_rng r;
   tf_rng_init(&r, f->cfg.seed, 0, TF_RNG_INIT, 0);
   if (f->eW[0]) {
-    init_linear(&r, f->eW[0], f->eb[0], 0);
-    init_linear(&r, f->eW[1], f->eb[1], 0);
+    init_layer(&r, f->eW[0], f->eb[0], 0);
+    init_layer(&r, f->eW[1], f->eb[1], 0);
   }
   for (int k = 0; k < f->cfg.n_blocks; k++) {
     block *bl = &f->blocks[k];
-    for (int l = 0; l < bl->n_layers; l++) init_linear(&r, bl->W[l], bl->b[l], l + 1 == bl->n_layers);
+    for (int l = 0; l < bl->n_layers; l++)
+      init_layer(&r, bl->W[l], bl->b[l], l + 1 == bl->n_layers);
+    if (bl->Wc) {
+      const double bound = 1.0 / sqrt((double)f->edim);
+      tf_rng_fill_uniform(&r, bl->Wc, -bound, bound);
+    }
+    if (bl->an_loc) {
+      memset(bl->an_loc->data, 0, (size_t)bl->an_loc->n * sizeof(tf_real));
+      memset(bl->an_logs->data, 0, (size_t)bl->an_logs->n * sizeof(tf_real));
+    }
   }
   return TF_OK;
 }
@@ -160,19 +269,206 @@ static tf_tensor *embed(tf_flow *f, tf_ctx *ctx, tf_tensor *c) {
   return linear(ctx, tf_silu(ctx, linear(ctx, lc, f->eW[0], f->eb[0])), f->eW[1], f->eb[1]);
 }
 
-/* (s, t) of block k from the passive half and the embedding */
-static void subnet(tf_flow *f, tf_ctx *ctx, const block *bl, tf_tensor *xa, tf_tensor *e,
-                   tf_tensor **s, tf_tensor **t) {
-  tf_tensor *h = e ? tf_concat(ctx, 2, (tf_tensor *[]){xa, e}) : xa;
+/* Coupling parameters of block `bl` from the passive features.
+ * MLP: xa (N, da) is the passive half in the block's permuted order.
+ * CONV: xl (N, D) is the field in lattice order (its active sites are zeroed here).
+ * Returns theta as (N, P * db) with the P parameters of each active feature contiguous
+ * (affine: P = 2 laid out as [s (db) | t (db)] instead, which is what the slices want). */
+static tf_tensor *subnet(tf_flow *f, tf_ctx *ctx, const block *bl, tf_tensor *xa, tf_tensor *xl,
+                         tf_tensor *e) {
+  const int conv = f->cfg.subnet == TF_SUBNET_CONV;
+  if (!conv) {
+    tf_tensor *h = e ? tf_concat(ctx, 2, (tf_tensor *[]){xa, e}) : xa;
+    for (int l = 0; l < bl->n_layers; l++) {
+      h = linear(ctx, h, bl->W[l], bl->b[l]);
+      if (l + 1 < bl->n_layers) h = tf_silu(ctx, h);
+    }
+    return h;
+  }
+  if (!xl) return NULL;
+  const int64_t N = xl->shape[0], L1 = f->cfg.lattice[0], L2 = f->cfg.lattice[1];
+  const int64_t D = f->cfg.dim, H = f->cfg.hidden;
+  tf_tensor *h = tf_reshape(ctx, tf_mul(ctx, xl, bl->passive), 4, (int64_t[]){N, 1, L1, L2});
   for (int l = 0; l < bl->n_layers; l++) {
-    h = linear(ctx, h, bl->W[l], bl->b[l]);
+    h = tf_add(ctx, tf_conv2d_periodic(ctx, h, bl->W[l]), bl->b[l]);
+    if (l == 0 && e)
+      h = tf_add(ctx, h, tf_reshape(ctx, tf_matmul(ctx, e, bl->Wc, 0, 1), 4,
+                                    (int64_t[]){N, H, 1, 1}));
     if (l + 1 < bl->n_layers) h = tf_silu(ctx, h);
   }
-  tf_tensor *sr = tf_slice(ctx, h, 0, f->db);
-  const double k = f->cfg.clamp;
-  *s = k > 0 ? tf_scale(ctx, tf_tanh(ctx, tf_scale(ctx, sr, 1.0 / k)), k) : sr;
-  *t = tf_slice(ctx, h, f->db, f->db);
+  /* (N, P, L1, L2) -> the active sites, in the block's order: (N, P, db) */
+  h = tf_gather(ctx, tf_reshape(ctx, h, 3, (int64_t[]){N, f->P, D}), -1, bl->perm + f->da, f->db);
+  if (f->cfg.coupling == TF_COUPLING_AFFINE)
+    return tf_reshape(ctx, h, 2, (int64_t[]){N, f->P * f->db});
+  return tf_reshape(ctx, tf_transpose(ctx, h), 2, (int64_t[]){N, f->P * f->db});
 }
+
+/* ---- rational-quadratic spline --------------------------------------------------------- */
+
+/* One-hot row selectors for the bins of v (M, 1) among knots (M, K + 1): sel0 picks knot j,
+ * sel1 knot j + 1, with j the bin holding v (v inside [knot_0, knot_K]).  Not recorded. */
+static void bin_select(tf_ctx *ctx, const tf_tensor *v, const tf_tensor *knots,
+                       tf_tensor **sel0, tf_tensor **sel1) {
+  const int64_t M = v->shape[0], K1 = knots->shape[1];
+  *sel0 = tf_zeros(ctx, 2, (int64_t[]){M, K1});
+  *sel1 = tf_zeros(ctx, 2, (int64_t[]){M, K1});
+  if (!*sel0 || !*sel1) return;
+  for (int64_t m = 0; m < M; m++) {
+    const tf_real *kn = knots->data + m * K1, x = v->data[m];
+    int64_t lo = 0, hi = K1 - 2; /* largest j in [0, K - 1] with kn[j] <= x */
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      if (kn[mid] <= x) lo = mid;
+      else hi = mid - 1;
+    }
+    (*sel0)->data[m * K1 + lo] = 1;
+    (*sel1)->data[m * K1 + lo + 1] = 1;
+  }
+}
+
+static tf_tensor *pick(tf_ctx *ctx, tf_tensor *v, tf_tensor *sel) {
+  return tf_sum(ctx, tf_mul(ctx, v, sel), -1);
+}
+
+/* log dy/dx of the bin's rational quadratic at xi in [0, 1] (Durkan et al. eq. 5) */
+static tf_tensor *rq_logderiv(tf_ctx *ctx, tf_tensor *xi, tf_tensor *s, tf_tensor *dk,
+                              tf_tensor *dk1, tf_tensor *den) {
+  tf_tensor *omx = tf_shift(ctx, tf_neg(ctx, xi), 1.0);
+  tf_tensor *t = tf_mul(ctx, xi, omx);
+  tf_tensor *q = tf_add(ctx, tf_add(ctx, tf_mul(ctx, dk1, tf_square(ctx, xi)),
+                                    tf_scale(ctx, tf_mul(ctx, s, t), 2.0)),
+                        tf_mul(ctx, dk, tf_square(ctx, omx)));
+  return tf_sub(ctx, tf_add(ctx, tf_scale(ctx, tf_log(ctx, s), 2.0), tf_log(ctx, q)),
+                tf_scale(ctx, tf_log(ctx, den), 2.0));
+}
+
+/* v (M, 1) through the spline with parameters theta (M, 3K - 1); inverse if `inv`.
+ * *ld (M, 1) gets log|dy/dv|. */
+static tf_tensor *rq_spline(tf_flow *f, tf_ctx *ctx, tf_tensor *v, tf_tensor *theta, int inv,
+                            tf_tensor **ld) {
+  if (!v || !theta || tf_ctx_status(ctx)) return NULL;
+  const int64_t K = f->cfg.spline_bins, M = v->shape[0];
+  const double B = f->cfg.spline_bound;
+  tf_tensor *wr = tf_slice(ctx, theta, 0, K), *hr = tf_slice(ctx, theta, K, K);
+  tf_tensor *dr = tf_slice(ctx, theta, 2 * K, K - 1);
+  const double span = 2 * B * (1 - MIN_BIN * (double)K), floor_ = 2 * B * MIN_BIN;
+  tf_tensor *w = tf_shift(ctx, tf_scale(ctx, tf_softmax(ctx, wr, -1), span), floor_);
+  tf_tensor *h = tf_shift(ctx, tf_scale(ctx, tf_softmax(ctx, hr, -1), span), floor_);
+  tf_tensor *xk = tf_shift(ctx, tf_matmul(ctx, w, f->cum, 0, 0), -B); /* (M, K + 1) knots */
+  tf_tensor *yk = tf_shift(ctx, tf_matmul(ctx, h, f->cum, 0, 0), -B);
+  /* softplus(dr + off) + MIN_DERIV with off chosen so that dr = 0 gives derivative 1 */
+  const double off = log(expm1(1.0 - MIN_DERIV));
+  tf_tensor *d = tf_add(ctx, tf_pad(ctx, tf_shift(ctx, tf_softplus(ctx, tf_shift(ctx, dr, off)),
+                                                  MIN_DERIV), 1, K + 1),
+                        f->ends);
+  if (tf_ctx_status(ctx)) return NULL;
+
+  /* tails: the identity outside [-B, B]; inside, v as is (outside: 0, a harmless in-range
+   * stand-in whose results the final select discards) */
+  tf_tensor *inside = tf_new2(ctx, M, 1);
+  if (!inside) return NULL;
+  for (int64_t m = 0; m < M; m++) inside->data[m] = v->data[m] > -B && v->data[m] < B;
+  tf_tensor *vin = tf_where(ctx, inside, v, NULL);
+  if (!vin) return NULL;
+  tf_tensor *sel0, *sel1;
+  bin_select(ctx, vin, inv ? yk : xk, &sel0, &sel1);
+  tf_tensor *x0 = pick(ctx, xk, sel0), *y0 = pick(ctx, yk, sel0);
+  tf_tensor *wk = tf_sub(ctx, pick(ctx, xk, sel1), x0), *hk = tf_sub(ctx, pick(ctx, yk, sel1), y0);
+  tf_tensor *dk = pick(ctx, d, sel0), *dk1 = pick(ctx, d, sel1);
+  tf_tensor *s = tf_div(ctx, hk, wk);
+  tf_tensor *c2 = tf_sub(ctx, tf_add(ctx, dk, dk1), tf_scale(ctx, s, 2.0)); /* dk + dk1 - 2s */
+  tf_tensor *xi, *out;
+  if (!inv) {
+    xi = tf_div(ctx, tf_sub(ctx, vin, x0), wk);
+    tf_tensor *t = tf_mul(ctx, xi, tf_shift(ctx, tf_neg(ctx, xi), 1.0));
+    tf_tensor *num = tf_mul(ctx, hk, tf_add(ctx, tf_mul(ctx, s, tf_square(ctx, xi)),
+                                            tf_mul(ctx, dk, t)));
+    tf_tensor *den = tf_add(ctx, s, tf_mul(ctx, c2, t));
+    out = tf_add(ctx, y0, tf_div(ctx, num, den));
+    *ld = rq_logderiv(ctx, xi, s, dk, dk1, den);
+  } else {
+    /* a xi^2 + b xi + c = 0 with c <= 0 <= a + b + c; its root in [0, 1] is
+     * 2c / (-b - sqrt(D)) for b >= 0 and (-b + sqrt(D)) / 2a for b < 0 (a > 0 then): each
+     * form free of cancellation on its side.  Selecting numerator and denominator before the
+     * one division keeps the unused form's 0/0 out of the gradients. */
+    tf_tensor *dy = tf_sub(ctx, vin, y0);
+    tf_tensor *dyc = tf_mul(ctx, dy, c2);
+    tf_tensor *a = tf_add(ctx, tf_mul(ctx, hk, tf_sub(ctx, s, dk)), dyc);
+    tf_tensor *b = tf_sub(ctx, tf_mul(ctx, hk, dk), dyc);
+    tf_tensor *c = tf_neg(ctx, tf_mul(ctx, s, dy));
+    tf_tensor *sq = tf_sqrt(ctx, tf_relu(ctx, tf_sub(ctx, tf_square(ctx, b),
+                                                     tf_scale(ctx, tf_mul(ctx, a, c), 4.0))));
+    tf_tensor *bpos = b ? tf_new2(ctx, M, 1) : NULL;
+    if (!bpos) return NULL;
+    for (int64_t m = 0; m < M; m++) bpos->data[m] = b->data[m] >= 0;
+    tf_tensor *nb = tf_neg(ctx, b);
+    tf_tensor *num = tf_where(ctx, bpos, tf_scale(ctx, c, 2.0), tf_add(ctx, nb, sq));
+    tf_tensor *den = tf_where(ctx, bpos, tf_sub(ctx, nb, sq), tf_scale(ctx, a, 2.0));
+    xi = tf_div(ctx, num, den);
+    out = tf_add(ctx, tf_mul(ctx, xi, wk), x0);
+    tf_tensor *t = tf_mul(ctx, xi, tf_shift(ctx, tf_neg(ctx, xi), 1.0));
+    *ld = tf_neg(ctx, rq_logderiv(ctx, xi, s, dk, dk1, tf_add(ctx, s, tf_mul(ctx, c2, t))));
+  }
+  *ld = tf_where(ctx, inside, *ld, NULL);
+  return tf_where(ctx, inside, out, v);
+}
+
+/* Active half through the coupling: xb (N, db) with theta from subnet(); *ld (N, 1). */
+static tf_tensor *couple(tf_flow *f, tf_ctx *ctx, tf_tensor *xb, tf_tensor *theta, int inv,
+                         tf_tensor **ld) {
+  if (!xb || !theta) return NULL;
+  const int64_t N = xb->shape[0], db = f->db;
+  if (f->cfg.coupling == TF_COUPLING_AFFINE) {
+    tf_tensor *sr = tf_slice(ctx, theta, 0, db), *t = tf_slice(ctx, theta, db, db);
+    const double k = f->cfg.clamp;
+    tf_tensor *s = k > 0 ? tf_scale(ctx, tf_tanh(ctx, tf_scale(ctx, sr, 1.0 / k)), k) : sr;
+    if (!inv) {
+      *ld = tf_sum(ctx, s, -1);
+      return tf_add(ctx, tf_mul(ctx, xb, tf_exp(ctx, s)), t);
+    }
+    *ld = tf_neg(ctx, tf_sum(ctx, s, -1));
+    return tf_mul(ctx, tf_sub(ctx, xb, t), tf_exp(ctx, tf_neg(ctx, s)));
+  }
+  tf_tensor *lde = NULL;
+  tf_tensor *y = rq_spline(f, ctx, tf_reshape(ctx, xb, 2, (int64_t[]){N * db, 1}),
+                           tf_reshape(ctx, theta, 2, (int64_t[]){N * db, f->P}), inv, &lde);
+  *ld = tf_sum(ctx, tf_reshape(ctx, lde, 2, (int64_t[]){N, db}), -1);
+  return tf_reshape(ctx, y, 2, (int64_t[]){N, db});
+}
+
+/* ---- ActNorm --------------------------------------------------------------------------- */
+
+/* During tf_flow_data_init: set loc, log_scale from the incoming batch's moments. */
+static void actnorm_set_from(const block *bl, const tf_tensor *x) {
+  const int64_t N = x->shape[0], D = x->shape[1];
+  for (int64_t j = 0; j < D; j++) {
+    double s = 0, s2 = 0;
+    for (int64_t n = 0; n < N; n++) s += x->data[n * D + j];
+    const double mean = s / (double)N;
+    for (int64_t n = 0; n < N; n++) {
+      const double u = x->data[n * D + j] - mean;
+      s2 += u * u;
+    }
+    const double sd = sqrt(s2 / (double)N);
+    bl->an_loc->data[j] = (tf_real)-mean;
+    bl->an_logs->data[j] = (tf_real)-log(sd + 1e-6);
+  }
+}
+
+static tf_tensor *actnorm(tf_flow *f, tf_ctx *ctx, const block *bl, tf_tensor *x, int inv,
+                          tf_tensor **ld) {
+  if (!x) return NULL;
+  if (f->an_pending && !inv) actnorm_set_from(bl, x);
+  tf_tensor *lds = tf_reshape(ctx, tf_sum_all(ctx, bl->an_logs), 2, (int64_t[]){1, 1});
+  if (!inv) {
+    *ld = lds;
+    return tf_mul(ctx, tf_add(ctx, x, bl->an_loc), tf_exp(ctx, bl->an_logs));
+  }
+  *ld = tf_neg(ctx, lds);
+  return tf_sub(ctx, tf_mul(ctx, x, tf_exp(ctx, tf_neg(ctx, bl->an_logs))), bl->an_loc);
+}
+
+/* ---- the flow -------------------------------------------------------------------------- */
 
 static int check_inputs(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c, const char *what) {
   if (!x || tf_ctx_status(ctx)) return 0;
@@ -191,20 +487,30 @@ static int check_inputs(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c, con
   return 1;
 }
 
+static tf_tensor *acc(tf_ctx *ctx, tf_tensor *ld, tf_tensor *term) {
+  return ld ? tf_add(ctx, ld, term) : term;
+}
+
 tf_tensor *tf_flow_forward(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c,
                            tf_tensor **logdet) {
   if (!check_inputs(f, ctx, x, c, "forward")) return NULL;
+  const int conv = f->cfg.subnet == TF_SUBNET_CONV;
+  const int D = f->cfg.dim;
   tf_tensor *e = embed(f, ctx, c);
-  tf_tensor *ld = NULL;
+  tf_tensor *ld = NULL, *term;
   for (int k = 0; k < f->cfg.n_blocks; k++) {
     const block *bl = &f->blocks[k];
-    x = tf_gather(ctx, x, -1, bl->perm, f->cfg.dim);
-    tf_tensor *xa = tf_slice(ctx, x, 0, f->da), *xb = tf_slice(ctx, x, f->da, f->db), *s, *t;
-    subnet(f, ctx, bl, xa, e, &s, &t);
-    tf_tensor *zb = tf_add(ctx, tf_mul(ctx, xb, tf_exp(ctx, s)), t);
-    x = tf_concat(ctx, 2, (tf_tensor *[]){xa, zb});
-    tf_tensor *lds = tf_sum(ctx, s, -1);
-    ld = ld ? tf_add(ctx, ld, lds) : lds;
+    if (bl->an_loc) {
+      x = actnorm(f, ctx, bl, x, 0, &term);
+      ld = acc(ctx, ld, term);
+    }
+    tf_tensor *xp = tf_gather(ctx, x, -1, bl->perm, D);
+    tf_tensor *xa = tf_slice(ctx, xp, 0, f->da), *xb = tf_slice(ctx, xp, f->da, f->db);
+    tf_tensor *theta = subnet(f, ctx, bl, xa, conv ? x : NULL, e);
+    tf_tensor *yb = couple(f, ctx, xb, theta, 0, &term);
+    x = tf_concat(ctx, 2, (tf_tensor *[]){xa, yb});
+    if (conv) x = tf_gather(ctx, x, -1, bl->inv, D);
+    ld = acc(ctx, ld, term);
   }
   if (logdet) *logdet = ld;
   return x;
@@ -213,19 +519,38 @@ tf_tensor *tf_flow_forward(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c,
 tf_tensor *tf_flow_inverse(tf_flow *f, tf_ctx *ctx, tf_tensor *z, tf_tensor *c,
                            tf_tensor **logdet) {
   if (!check_inputs(f, ctx, z, c, "inverse")) return NULL;
+  const int conv = f->cfg.subnet == TF_SUBNET_CONV;
+  const int D = f->cfg.dim;
   tf_tensor *e = embed(f, ctx, c);
-  tf_tensor *ld = NULL;
+  tf_tensor *ld = NULL, *term;
   for (int k = f->cfg.n_blocks - 1; k >= 0; k--) {
     const block *bl = &f->blocks[k];
-    tf_tensor *xa = tf_slice(ctx, z, 0, f->da), *zb = tf_slice(ctx, z, f->da, f->db), *s, *t;
-    subnet(f, ctx, bl, xa, e, &s, &t);
-    tf_tensor *xb = tf_mul(ctx, tf_sub(ctx, zb, t), tf_exp(ctx, tf_neg(ctx, s)));
-    z = tf_gather(ctx, tf_concat(ctx, 2, (tf_tensor *[]){xa, xb}), -1, bl->inv, f->cfg.dim);
-    tf_tensor *lds = tf_neg(ctx, tf_sum(ctx, s, -1));
-    ld = ld ? tf_add(ctx, ld, lds) : lds;
+    tf_tensor *zp = conv ? tf_gather(ctx, z, -1, bl->perm, D) : z;
+    tf_tensor *za = tf_slice(ctx, zp, 0, f->da), *zb = tf_slice(ctx, zp, f->da, f->db);
+    tf_tensor *theta = subnet(f, ctx, bl, za, conv ? z : NULL, e);
+    tf_tensor *xb = couple(f, ctx, zb, theta, 1, &term);
+    z = tf_gather(ctx, tf_concat(ctx, 2, (tf_tensor *[]){za, xb}), -1, bl->inv, D);
+    ld = acc(ctx, ld, term);
+    if (bl->an_loc) {
+      z = actnorm(f, ctx, bl, z, 1, &term);
+      ld = acc(ctx, ld, term);
+    }
   }
   if (logdet) *logdet = ld;
   return z;
+}
+
+int tf_flow_data_init(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c) {
+  if (!f->cfg.actnorm) return TF_OK;
+  if (x && x->ndim == 2 && x->shape[0] < 2)
+    return tf_error(TF_EINVAL, "flow data init: need a batch of at least 2 samples");
+  const int grad = tf_ctx_set_grad(ctx, 0);
+  f->an_pending = 1;
+  tf_tensor *z = tf_flow_forward(f, ctx, x, c, NULL);
+  f->an_pending = 0;
+  tf_ctx_set_grad(ctx, grad);
+  if (!z) return tf_ctx_status(ctx) ? tf_ctx_status(ctx) : TF_EINVAL;
+  return TF_OK;
 }
 
 tf_tensor *tf_flow_base_log_prob(tf_flow *f, tf_ctx *ctx, tf_tensor *z, tf_tensor *c) {

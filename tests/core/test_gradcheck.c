@@ -693,6 +693,11 @@ static tf_tensor *b_reshape(tf_ctx *ctx, tf_tensor **in, void *ud) {
   return tf_reshape(ctx, in[0], p->ndim, p->shape);
 }
 
+static tf_tensor *b_transpose(tf_ctx *ctx, tf_tensor **in, void *ud) {
+  (void)ud;
+  return tf_transpose(ctx, in[0]);
+}
+
 static tf_tensor *b_concat3(tf_ctx *ctx, tf_tensor **in, void *ud) {
   (void)ud;
   return tf_concat(ctx, 3, in);
@@ -1112,6 +1117,35 @@ static void test_reshape(void **state) {
   gc_run1(&rep, "reshape (3,4)->(2,2,3)", b_reshape, &s1, gc_in2(3, 4, GC_STD));
   gc_run1(&rep, "reshape (2,3,2)->(12)", b_reshape, &s2, gc_in3(2, 3, 2, GC_STD));
   gc_finish(&rep);
+}
+
+static void test_transpose(void **state) {
+  gc_report rep;
+  (void)state;
+  gc_report_init(&rep);
+  gc_run1(&rep, "transpose (3,5)", b_transpose, NULL, gc_in2(3, 5, GC_STD));
+  gc_run1(&rep, "transpose (2,3,4)", b_transpose, NULL, gc_in3(2, 3, 4, GC_STD));
+  gc_finish(&rep);
+}
+
+/* Values against the index definition, across a tile edge (33 x 40 > the 32 x 32 tile). */
+static void test_transpose_values(void **state) {
+  (void)state;
+  tf_ctx *ctx = tf_ctx_create(0);
+  tf_tensor *x = tf_new3(ctx, 2, 33, 40);
+  for (int64_t i = 0; i < x->n; i++) x->data[i] = (tf_real)i;
+  tf_tensor *y = tf_transpose(ctx, x);
+  assert_non_null(y);
+  assert_int_equal(y->shape[0], 2);
+  assert_int_equal(y->shape[1], 40);
+  assert_int_equal(y->shape[2], 33);
+  for (int64_t o = 0; o < 2; o++)
+    for (int64_t i = 0; i < 33; i++)
+      for (int64_t j = 0; j < 40; j++)
+        assert_true(y->data[o * 1320 + j * 33 + i] == x->data[o * 1320 + i * 40 + j]);
+  assert_null(tf_transpose(ctx, tf_new1(ctx, 4)));
+  assert_int_equal(tf_ctx_status(ctx), TF_EINVAL);
+  tf_ctx_destroy(ctx);
 }
 
 /* Repeated indices in both. */
@@ -1985,6 +2019,8 @@ int main(void) {
       cmocka_unit_test(test_conv2d_periodic_t),
       cmocka_unit_test(test_conv2d_periodic_w),
       cmocka_unit_test(test_stop_gradient),
+      cmocka_unit_test(test_transpose),
+      cmocka_unit_test(test_transpose_values),
       cmocka_unit_test(test_matmul_naive),
       cmocka_unit_test(test_conv2d_naive),
       cmocka_unit_test(test_conv_adjoint),
