@@ -26,7 +26,8 @@ enum tf_status {
 
 /* Record a message for `code` (printf-style) and return `code`, so that
  *   return tf_error(TF_EINVAL, "%s:%d: key '%s' ...", file, line, key);
- * both reports and propagates.  TF_OK clears the message. */
+ * both reports and propagates.  TF_OK clears the message.  tf_errmsg() may be an argument
+ * (to add context to a message from a lower layer). */
 int tf_error(int code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

@@ -10,12 +10,19 @@ static void usage(FILE *f) {
           "usage: tradeflow COMMAND [options]\n"
           "\n"
           "commands:\n"
+          "  train CONFIG [--set section.key=value ...] [--resume]\n"
+          "        train a flow by maximum likelihood (tradeflow train --help)\n"
+          "  sample CHECKPOINT --n N --out FILE.h5 [--condition C]\n"
+          "        draw samples with their log-densities (tradeflow sample --help)\n"
+          "  eval CHECKPOINT --data FILE.h5 [--condition C]\n"
+          "        NLL of the flow on samples, with errors (tradeflow eval --help)\n"
           "  demo [--steps N] [--seed S] [--batch B]\n"
           "        fit a small MLP to a 1-D function with the tensor engine (end-to-end check)\n"
           "  version\n"
           "        print the version and the network precision\n"
           "\n"
-          "Later subcommands (train, sample, eval, plot) arrive with the flow issues.\n");
+          "File layouts: docs/FILES.md.  Exit status: 0 success, 1 failure during the work,\n"
+          "2 bad usage/config/input (nothing run), 3 stopped on request with a checkpoint.\n");
 }
 
 int main(int argc, char **argv) {
@@ -25,6 +32,9 @@ int main(int argc, char **argv) {
   }
   const char *cmd = argv[1];
   if (!strcmp(cmd, "demo")) return tf_cli_demo(argc - 1, argv + 1);
+  if (!strcmp(cmd, "train")) return tf_cli_train(argc - 1, argv + 1);
+  if (!strcmp(cmd, "sample")) return tf_cli_sample(argc - 1, argv + 1);
+  if (!strcmp(cmd, "eval")) return tf_cli_eval(argc - 1, argv + 1);
   if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
     printf("tradeflow %s (network precision %s)\n", TF_VERSION_STRING, TF_REAL_NAME);
     return 0;

@@ -2,6 +2,7 @@
  * Exported: tf_error, tf_errmsg, tf_strstatus. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "tradeflow/error.h"
 
@@ -12,10 +13,14 @@ int tf_error(int code, const char *fmt, ...) {
     msg_buf[0] = '\0';
     return code;
   }
+  /* formatted aside first: callers may pass tf_errmsg() itself as an argument, to prefix
+   * context to a message from below */
+  char tmp[sizeof msg_buf];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg_buf, sizeof msg_buf, fmt, ap);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
+  memcpy(msg_buf, tmp, sizeof msg_buf);
   return code;
 }
 

@@ -1,0 +1,63 @@
+/* common.c — helpers shared by the subcommands: strict option numbers, models from checkpoints.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "tradeflow/error.h"
+
+int tf_cli_parse_i64(const char *cmd, const char *opt, const char *s, int64_t lo, int64_t hi,
+                     int64_t *out) {
+  char *end;
+  errno = 0;
+  const long long v = strtoll(s, &end, 10);
+  if (errno || *end || end == s || v < lo || v > hi) {
+    fprintf(stderr, "tradeflow %s: %s expects an integer in [%lld, %lld], got '%s'\n", cmd, opt,
+            (long long)lo, (long long)hi, s);
+    return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+int tf_cli_parse_f64(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                     double *out) {
+  char *end;
+  errno = 0;
+  const double v = strtod(s, &end);
+  if (errno || *end || end == s || !isfinite(v) || v < lo || v > hi) {
+    fprintf(stderr, "tradeflow %s: %s expects a finite number in [%g, %g], got '%s'\n", cmd,
+            opt, lo, hi, s);
+    return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+int tf_cli_model_open(tf_cli_model *m, const char *checkpoint) {
+  memset(m, 0, sizeof *m);
+  m->model_cfg = tf_cli_load_model(checkpoint, &m->config_text);
+  if (!m->model_cfg) return TF_EFORMAT; /* message set by the loader */
+  int rc = tf_cli_flow_config(m->model_cfg, 0, &m->fc);
+  if (rc != TF_OK) goto fail;
+  snprintf(m->name, sizeof m->name, "%s", tf_config_str(m->model_cfg, "model", "name"));
+  m->params = tf_params_create();
+  m->flow = m->params ? tf_flow_create(&m->fc, m->params) : NULL;
+  rc = m->flow ? tf_params_finalize(m->params) : TF_ENOMEM;
+  if (rc == TF_OK) rc = tf_checkpoint_load(checkpoint, m->params, NULL, NULL);
+  if (rc == TF_OK) return TF_OK;
+fail:
+  tf_cli_model_close(m);
+  return rc;
+}
+
+void tf_cli_model_close(tf_cli_model *m) {
+  tf_flow_destroy(m->flow);
+  tf_params_destroy(m->params);
+  tf_config_destroy(m->model_cfg);
+  free(m->config_text);
+  memset(m, 0, sizeof *m);
+}

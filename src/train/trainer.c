@@ -1,0 +1,430 @@
+/* trainer.c — the NLL training loop with validation, checkpoints and exact resumption.
+ *
+ * Exported: tf_train_defaults, tf_trainer_create, tf_trainer_destroy, tf_trainer_resume,
+ *           tf_trainer_run, tf_trainer_val_nll, tf_trainer_step, tf_trainer_skipped,
+ *           tf_trainer_stopped, tf_trainer_last_loss, tf_train_request_stop,
+ *           tf_train_install_signals.
+ *
+ * Exact resumption rests on three choices: the batch of a step is a function of the step
+ * (epoch permutations from named Philox streams), everything else that evolves (parameters,
+ * Adam moments and count, counters) is in the checkpoint, and nothing depends on wall time.
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tradeflow/error.h"
+#include "tradeflow/h5io.h"
+#include "tradeflow/rng.h"
+#include "tradeflow/train.h"
+
+enum { VAL_CHUNK = 4096 };
+
+static volatile sig_atomic_t stop_requested;
+
+void tf_train_request_stop(void) { stop_requested = 1; }
+
+static void on_signal(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
+
+void tf_train_install_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+}
+
+struct tf_trainer {
+  tf_train_config cfg;
+  tf_flow *flow;
+  tf_params *params;
+  tf_dataset data;
+  int conditional;
+  tf_optim *optim;
+  tf_ctx *ctx;
+  int64_t *train_rows, n_train; /* row indices */
+  int64_t *val_rows, n_val;
+  int64_t *epoch_perm, epoch;   /* visiting order of train_rows in `epoch` (-1: none yet) */
+  int64_t step, skipped, consecutive, run_steps;
+  double best_val, last_loss, last_val, last_gnorm;
+  int resumed, stopped;
+  double t_start, t_last_log, t_last_bar;
+  int64_t step_last_log;
+  int tty;
+};
+
+tf_train_config tf_train_defaults(void) {
+  tf_train_config c;
+  memset(&c, 0, sizeof c);
+  c.steps = 1000;
+  c.batch = 256;
+  c.val_fraction = 0.1;
+  c.val_every = 200;
+  c.log_every = 100;
+  c.ckpt_every = 1000;
+  c.max_nonfinite = 20;
+  c.optim = tf_optim_defaults(TF_OPTIM_ADAM);
+  c.optim.clip_norm = 10.0;
+  c.lr.kind = TF_LR_COSINE;
+  c.lr.lr = 1e-3;
+  c.lr.lr_min = 1e-5;
+  c.lr.pct_start = 0.3;
+  c.lr.div_factor = 25;
+  c.seed = 1;
+  return c;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int check_config(const tf_train_config *c) {
+  if (c->steps < 0 || c->batch < 1 || !(c->val_fraction >= 0 && c->val_fraction <= 0.9) ||
+      c->val_every < 0 || c->log_every < 0 || c->ckpt_every < 0 || c->max_nonfinite < 1 ||
+      c->max_steps_per_run < 0)
+    return tf_error(TF_ERANGE,
+                    "trainer: need steps >= 0, batch >= 1, 0 <= val_fraction <= 0.9, "
+                    "val/log/checkpoint intervals >= 0, max_nonfinite >= 1, "
+                    "max_steps_per_run >= 0");
+  return TF_OK;
+}
+
+/* The data must suit the flow before any step runs: a NaN found at step 40000 is a lost job. */
+static int check_data(const tf_trainer *t) {
+  const tf_dataset *d = &t->data;
+  const int D = tf_flow_get_config(t->flow)->dim;
+  if (d->d != D)
+    return tf_error(TF_EINVAL, "trainer: the data have %lld columns, the flow has dimension %d",
+                    (long long)d->d, D);
+  for (int64_t i = 0; i < d->n * d->d; i++)
+    if (!isfinite(d->x[i]))
+      return tf_error(TF_ENUMERIC, "trainer: data row %lld, column %lld is %g",
+                      (long long)(i / d->d), (long long)(i % d->d), d->x[i]);
+  if (t->conditional) {
+    if (!d->c && !(d->c0 > 0 && isfinite(d->c0)))
+      return tf_error(TF_ERANGE, "trainer: the condition must be a finite c > 0, got %g", d->c0);
+    for (int64_t i = 0; d->c && i < d->n; i++)
+      if (!(d->c[i] > 0 && isfinite(d->c[i])))
+        return tf_error(TF_ERANGE, "trainer: condition of row %lld is %g; conditions must be "
+                        "finite and > 0 (they enter as log c)", (long long)i, d->c[i]);
+  }
+  return TF_OK;
+}
+
+tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_params *params,
+                              const tf_dataset *data) {
+  if (check_config(cfg) != TF_OK) return NULL;
+  tf_trainer *t = calloc(1, sizeof *t);
+  if (!t) {
+    tf_error(TF_ENOMEM, "trainer: out of memory");
+    return NULL;
+  }
+  t->cfg = *cfg;
+  t->flow = flow;
+  t->params = params;
+  t->data = *data;
+  t->conditional = tf_flow_get_config(flow)->conditional;
+  t->epoch = -1;
+  t->best_val = INFINITY;
+  t->last_loss = t->last_val = t->last_gnorm = NAN;
+  if (check_data(t) != TF_OK) goto fail;
+  const int64_t n = data->n;
+  t->n_val = (int64_t)floor(cfg->val_fraction * (double)n);
+  t->n_train = n - t->n_val;
+  if (t->n_train < cfg->batch) {
+    tf_error(TF_EINVAL, "trainer: %lld training rows (of %lld, %.0f%% held out) are fewer than "
+             "one batch of %lld", (long long)t->n_train, (long long)n, 100 * cfg->val_fraction,
+             (long long)cfg->batch);
+    goto fail;
+  }
+  int64_t *perm = malloc((size_t)n * sizeof *perm);
+  t->epoch_perm = malloc((size_t)t->n_train * sizeof *t->epoch_perm);
+  t->optim = tf_optim_create(&cfg->optim, tf_params_size(params));
+  t->ctx = tf_ctx_create(0);
+  if (!perm || !t->epoch_perm || !t->optim || !t->ctx) {
+    free(perm);
+    if (!t->optim) goto fail; /* its own message */
+    tf_error(TF_ENOMEM, "trainer: out of memory");
+    goto fail;
+  }
+  /* the split has its own stream (step UINT32_MAX), never met by an epoch */
+  tf_rng r;
+  tf_rng_init(&r, cfg->seed, 0, TF_RNG_DATA, UINT32_MAX);
+  tf_rng_permutation(&r, perm, n);
+  t->val_rows = perm;
+  t->train_rows = perm + t->n_val;
+  t->tty = cfg->log && isatty(fileno(cfg->log));
+  return t;
+fail:
+  tf_trainer_destroy(t);
+  return NULL;
+}
+
+void tf_trainer_destroy(tf_trainer *t) {
+  if (!t) return;
+  free(t->val_rows);
+  free(t->epoch_perm);
+  tf_optim_destroy(t->optim);
+  tf_ctx_destroy(t->ctx);
+  free(t);
+}
+
+int64_t tf_trainer_step(const tf_trainer *t) { return t->step; }
+int64_t tf_trainer_skipped(const tf_trainer *t) { return t->skipped; }
+int tf_trainer_stopped(const tf_trainer *t) { return t->stopped; }
+double tf_trainer_last_loss(const tf_trainer *t) { return t->last_loss; }
+
+int tf_trainer_resume(tf_trainer *t, const char *checkpoint) {
+  tf_checkpoint_meta m;
+  tf_checkpoint_meta_init(&m);
+  int rc = tf_checkpoint_load(checkpoint, t->params, t->optim, &m);
+  if (rc != TF_OK) return rc;
+  if (m.rng_seed != t->cfg.seed) {
+    rc = tf_error(TF_EINVAL, "%s: trained with seed %llu, but this run's seed is %llu; a "
+                  "resumed run must keep the data split and batch order",
+                  checkpoint, (unsigned long long)m.rng_seed, (unsigned long long)t->cfg.seed);
+  } else if (m.step > t->cfg.steps) {
+    rc = tf_error(TF_ERANGE, "%s: already at step %lld, beyond the %lld steps of this run",
+                  checkpoint, (long long)m.step, (long long)t->cfg.steps);
+  } else {
+    t->step = m.step;
+    t->skipped = m.skipped_steps;
+    t->consecutive = m.consecutive_skips;
+    t->best_val = m.best_val_loss;
+    double v;
+    if (tf_checkpoint_meta_get_f64(&m, "last_loss", &v) == TF_OK) t->last_loss = v;
+    t->resumed = 1;
+  }
+  tf_checkpoint_meta_clear(&m);
+  return rc;
+}
+
+static int save(tf_trainer *t) {
+  if (!t->cfg.checkpoint) return TF_OK;
+  tf_checkpoint_meta m;
+  tf_checkpoint_meta_init(&m);
+  m.step = t->step;
+  m.skipped_steps = t->skipped;
+  m.consecutive_skips = t->consecutive;
+  m.rng_seed = t->cfg.seed;
+  m.best_val_loss = t->best_val;
+  snprintf(m.model, sizeof m.model, "%s", t->cfg.model_name ? t->cfg.model_name : "flow");
+  int rc = tf_checkpoint_meta_set_config(&m, t->cfg.config_text);
+  if (rc == TF_OK) rc = tf_checkpoint_meta_set_f64(&m, "last_loss", t->last_loss);
+  if (rc == TF_OK) rc = tf_checkpoint_save(t->cfg.checkpoint, t->params, t->optim, &m);
+  tf_checkpoint_meta_clear(&m);
+  return rc;
+}
+
+/* rows[0..B) of the training set for `step` */
+static const int64_t *batch_rows(tf_trainer *t, int64_t step) {
+  const int64_t B = t->cfg.batch, per_epoch = t->n_train / B;
+  const int64_t e = step / per_epoch, b = step % per_epoch;
+  if (e != t->epoch) {
+    tf_rng r;
+    tf_rng_init(&r, t->cfg.seed, 0, TF_RNG_DATA, (uint32_t)e);
+    tf_rng_permutation(&r, t->epoch_perm, t->n_train);
+    for (int64_t i = 0; i < t->n_train; i++) t->epoch_perm[i] = t->train_rows[t->epoch_perm[i]];
+    t->epoch = e;
+  }
+  return t->epoch_perm + b * B;
+}
+
+/* x (n, D) and c (n, 1) tensors of the given rows, in the network precision */
+static void gather_rows(tf_trainer *t, const int64_t *rows, int64_t n, tf_tensor **x,
+                        tf_tensor **c) {
+  const int64_t D = t->data.d;
+  *x = tf_new2(t->ctx, n, D);
+  *c = t->conditional ? tf_new2(t->ctx, n, 1) : NULL;
+  if (!*x || (t->conditional && !*c)) return;
+  for (int64_t i = 0; i < n; i++) {
+    const double *src = t->data.x + rows[i] * D;
+    for (int64_t j = 0; j < D; j++) (*x)->data[i * D + j] = (tf_real)src[j];
+    if (*c) (*c)->data[i] = (tf_real)(t->data.c ? t->data.c[rows[i]] : t->data.c0);
+  }
+}
+
+double tf_trainer_val_nll(tf_trainer *t) {
+  const int64_t *rows = t->n_val ? t->val_rows : t->train_rows;
+  const int64_t n = t->n_val ? t->n_val : t->n_train;
+  const int grad = tf_ctx_set_grad(t->ctx, 0);
+  double sum = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += VAL_CHUNK) {
+    const int64_t m = n - i0 < VAL_CHUNK ? n - i0 : VAL_CHUNK;
+    tf_ctx_reset(t->ctx);
+    tf_tensor *x, *c;
+    gather_rows(t, rows + i0, m, &x, &c);
+    tf_tensor *lp = tf_flow_log_prob(t->flow, t->ctx, x, c);
+    if (!lp) {
+      sum = NAN;
+      break;
+    }
+    for (int64_t i = 0; i < m; i++) sum -= (double)lp->data[i];
+  }
+  tf_ctx_reset(t->ctx);
+  tf_ctx_set_grad(t->ctx, grad);
+  return sum / (double)n;
+}
+
+static void fmt_duration(double s, char *buf, size_t len) {
+  if (!isfinite(s) || s < 0) {
+    snprintf(buf, len, "--:--:--");
+    return;
+  }
+  const long v = (long)(s + 0.5);
+  snprintf(buf, len, "%ld:%02ld:%02ld", v / 3600, v / 60 % 60, v % 60);
+}
+
+static void clear_bar(tf_trainer *t) {
+  if (t->tty) fputs("\r\033[K", t->cfg.log);
+}
+
+static void log_line(tf_trainer *t) {
+  FILE *f = t->cfg.log;
+  if (!f) return;
+  const double now = now_s(), dt = now - t->t_last_log;
+  const double rate = dt > 0 ? (double)(t->step - t->step_last_log) * (double)t->cfg.batch / dt : 0;
+  const double per_step = t->run_steps > 0 ? (now - t->t_start) / (double)t->run_steps : NAN;
+  char eta[32];
+  fmt_duration(per_step * (double)(t->cfg.steps - t->step), eta, sizeof eta);
+  char val[32] = "-";
+  if (!isnan(t->last_val)) snprintf(val, sizeof val, "%.5f", t->last_val);
+  clear_bar(t);
+  fprintf(f, "step %*lld/%lld  loss %.5f  val %s  lr %.2e  |g| %.3g  %.3g samples/s  "
+          "skipped %lld  ETA %s\n",
+          (int)snprintf(NULL, 0, "%lld", (long long)t->cfg.steps), (long long)t->step,
+          (long long)t->cfg.steps, t->last_loss, val,
+          tf_lr_at(&t->cfg.lr, t->step > 0 ? t->step - 1 : 0, t->cfg.steps), t->last_gnorm, rate,
+          (long long)t->skipped, eta);
+  fflush(f);
+  t->t_last_log = now;
+  t->step_last_log = t->step;
+}
+
+/* The live bar: only on a terminal, at most 4 times a second. */
+static void bar(tf_trainer *t) {
+  if (!t->tty) return;
+  const double now = now_s();
+  if (now - t->t_last_bar < 0.25) return;
+  t->t_last_bar = now;
+  const int W = 30;
+  const double frac = t->cfg.steps ? (double)t->step / (double)t->cfg.steps : 1;
+  char b[64];
+  int k = (int)(frac * W);
+  for (int i = 0; i < W; i++) b[i] = i < k ? '#' : '.';
+  b[W] = 0;
+  const double per_step = (now - t->t_start) / (double)(t->run_steps ? t->run_steps : 1);
+  char eta[32];
+  fmt_duration(per_step * (double)(t->cfg.steps - t->step), eta, sizeof eta);
+  fprintf(t->cfg.log, "\r[%s] %5.1f%%  step %lld  loss %.4f  ETA %s", b, 100 * frac,
+          (long long)t->step, t->last_loss, eta);
+  fflush(t->cfg.log);
+}
+
+static void validate(tf_trainer *t) {
+  t->last_val = tf_trainer_val_nll(t);
+  if (t->last_val < t->best_val) t->best_val = t->last_val;
+}
+
+/* One optimizer step.  *bad = 1 when it was skipped for a non-finite loss or gradient. */
+static int train_step(tf_trainer *t, int *bad) {
+  tf_ctx_reset(t->ctx);
+  tf_tensor *x, *c;
+  gather_rows(t, batch_rows(t, t->step), t->cfg.batch, &x, &c);
+  tf_tensor *loss = tf_scale(t->ctx, tf_mean_all(t->ctx, tf_flow_log_prob(t->flow, t->ctx, x, c)), -1);
+  if (!loss) return tf_error(tf_ctx_status(t->ctx), "step %lld: %s", (long long)t->step,
+                             tf_errmsg());
+  const double L = (double)loss->data[0];
+  *bad = !isfinite(L);
+  if (!*bad) {
+    int rc = tf_params_backward(t->params, t->ctx, loss);
+    if (rc != TF_OK) return rc;
+    const double lr = tf_lr_at(&t->cfg.lr, t->step, t->cfg.steps);
+    double gn;
+    rc = tf_optim_step(t->optim, tf_params_values(t->params), tf_params_grads(t->params), lr, &gn);
+    if (rc == TF_ENUMERIC) *bad = 1;
+    else if (rc != TF_OK) return rc;
+    else {
+      t->last_loss = L;
+      t->last_gnorm = gn;
+    }
+  }
+  return TF_OK;
+}
+
+int tf_trainer_run(tf_trainer *t) {
+  const tf_train_config *cfg = &t->cfg;
+  t->stopped = 0;
+  t->run_steps = 0;
+  t->t_start = t->t_last_log = t->t_last_bar = now_s();
+  t->step_last_log = t->step;
+  if (!t->resumed && t->step == 0 && tf_flow_get_config(t->flow)->actnorm) {
+    tf_ctx_reset(t->ctx);
+    tf_tensor *x, *c;
+    gather_rows(t, batch_rows(t, 0), cfg->batch, &x, &c);
+    int rc = tf_flow_data_init(t->flow, t->ctx, x, c);
+    if (rc != TF_OK) return rc;
+  }
+  t->resumed = 1; /* a second run() continues */
+  while (t->step < cfg->steps) {
+    if (stop_requested || (cfg->max_steps_per_run && t->run_steps >= cfg->max_steps_per_run)) {
+      t->stopped = 1;
+      break;
+    }
+    int bad = 0;
+    int rc = train_step(t, &bad);
+    if (rc != TF_OK) return rc;
+    t->step++;
+    t->run_steps++;
+    if (bad) {
+      t->skipped++;
+      if (++t->consecutive >= cfg->max_nonfinite) {
+        clear_bar(t);
+        return tf_error(TF_ENUMERIC,
+                        "stopping at step %lld: %lld consecutive steps with a non-finite loss "
+                        "or gradient (%lld in total); parameters are those of the last good "
+                        "step; %s%s",
+                        (long long)t->step, (long long)t->consecutive, (long long)t->skipped,
+                        cfg->checkpoint ? "the last checkpoint is intact: " : "no checkpoint",
+                        cfg->checkpoint ? cfg->checkpoint : "");
+      }
+    } else {
+      t->consecutive = 0;
+    }
+    if (cfg->val_every && t->step % cfg->val_every == 0) validate(t);
+    if (cfg->log_every && t->step % cfg->log_every == 0) log_line(t);
+    else bar(t);
+    if (cfg->ckpt_every && t->step % cfg->ckpt_every == 0 && t->step < cfg->steps) {
+      rc = save(t);
+      if (rc != TF_OK) return rc;
+    }
+  }
+  if (!t->stopped || t->run_steps > 0) {
+    if (!t->stopped) validate(t);
+    int rc = save(t);
+    if (rc != TF_OK) return rc;
+  }
+  if (cfg->log) {
+    clear_bar(t);
+    if (t->stopped)
+      fprintf(cfg->log, "stopped at step %lld of %lld%s%s; continue with --resume\n",
+              (long long)t->step, (long long)cfg->steps, cfg->checkpoint ? ", checkpoint " : "",
+              cfg->checkpoint ? cfg->checkpoint : "");
+    else
+      fprintf(cfg->log, "done: %lld steps, final validation NLL %.5f nats (best %.5f), "
+              "%lld non-finite steps skipped\n", (long long)t->step, t->last_val, t->best_val,
+              (long long)t->skipped);
+    fflush(cfg->log);
+  }
+  stop_requested = 0;
+  return TF_OK;
+}

@@ -1,0 +1,266 @@
+/* test_cli.c — the `tradeflow` command end to end: train -> sample -> eval, resumption through
+ * the command line (bit-identical to an uninterrupted run), and one clear message with a
+ * non-zero exit for every class of bad config or input. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "tradeflow/h5io.h"
+#include "tradeflow/rng.h"
+
+#ifndef TF_CLI
+#error "TF_CLI (path of the tradeflow executable) must be defined by the build"
+#endif
+
+enum { NROWS = 4000 };
+
+static char dir[256];
+static char out[1 << 16];
+
+/* Runs `tradeflow ARGS` in the test directory; returns the exit status, output in `out`. */
+static int run(const char *fmt, ...) {
+  char args[2048], cmd[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>&1", dir, TF_CLI, args);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = 0;
+  const int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void write_file(const char *name, const char *text) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+#define BASE_MODEL "[model]\nblocks = 2\nhidden = 16\nembed = 4\n"
+#define BASE_DATA "[data]\nfile = data.h5\ncondition_dataset = c\n"
+#define BASE_TRAIN "[train]\nsteps = 60\nbatch = 128\nval_every = 30\nlog_every = 20\n"
+
+static int setup(void **state) {
+  (void)state;
+  const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  snprintf(dir, sizeof dir, "%s/tf_cli_XXXXXX", base);
+  if (!mkdtemp(dir)) return -1;
+  /* conditional 2-D data: width sqrt(c), c in [0.5, 1.5] */
+  double *x = malloc(2 * NROWS * sizeof *x), *c = malloc(NROWS * sizeof *c);
+  double *lp = calloc(NROWS, sizeof *lp);
+  tf_rng r;
+  tf_rng_init(&r, 3, 0, TF_RNG_TEST, 0);
+  for (int i = 0; i < NROWS; i++) {
+    const double a = tf_rng_normal(&r), b = tf_rng_normal(&r);
+    c[i] = 0.5 + tf_rng_uniform(&r);
+    x[2 * i] = sqrt(c[i]) * a;
+    x[2 * i + 1] = sqrt(c[i]) * (0.5 * a * a + 0.3 * b);
+  }
+  char path[512];
+  snprintf(path, sizeof path, "%s/data.h5", dir);
+  tf_sample_attrs at = {"synthetic", "", "", "", 0};
+  tf_sample_block blk = {NROWS, x, c, lp, NULL, NULL};
+  const int rc = tf_samples_write(path, 2, &at, &blk);
+  free(x);
+  free(c);
+  free(lp);
+  return rc == TF_OK ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_train_sample_eval(void **state) {
+  (void)state;
+  write_file("a.ini", BASE_MODEL "coupling = spline\nactnorm = true\n" BASE_DATA BASE_TRAIN
+                      "[output]\ndir = run_a\n");
+  assert_int_equal(run("train a.ini"), 0);
+  assert_non_null(strstr(out, "step 60/60"));
+  assert_non_null(strstr(out, "done: 60 steps"));
+  assert_int_equal(run("sample run_a/checkpoint.h5 --n 3000 --condition 0.7 --out s.h5 "
+                       "--batch 1000"), 0);
+  char path[512];
+  snprintf(path, sizeof path, "%s/s.h5", dir);
+  tf_samples s;
+  assert_int_equal(tf_samples_read(path, &s), TF_OK);
+  assert_int_equal(s.n, 3000);
+  assert_int_equal(s.d, 2);
+  for (int i = 0; i < 3000; i++) {
+    assert_true(s.c[i] == 0.7);
+    assert_true(isfinite(s.log_p[i]) && isnan(s.log_q[i]) && isnan(s.log_w[i]));
+  }
+  assert_non_null(strstr(s.config_text, "coupling = spline"));
+  tf_samples_free(&s);
+  /* the NLL of the flow's own samples is an estimate of its entropy; eval reads their c */
+  assert_int_equal(run("eval run_a/checkpoint.h5 --data s.h5"), 0);
+  assert_non_null(strstr(out, "3000 rows, per-row conditions"));
+  double nll, se;
+  const char *p = strstr(out, "NLL ");
+  assert_non_null(p);
+  assert_int_equal(sscanf(p, "NLL %lf nats/sample  +- %lf", &nll, &se), 2);
+  assert_true(isfinite(nll) && se > 0 && se < 0.1);
+  /* the sample file is reproducible from its seed */
+  assert_int_equal(run("sample run_a/checkpoint.h5 --n 3000 --condition 0.7 --out s2.h5 "
+                       "--batch 1000"), 0);
+  assert_int_equal(system(NULL) != 0, 1);
+  char cmp[1200];
+  snprintf(cmp, sizeof cmp, "h5diff -q '%s/s.h5' '%s/s2.h5' /x /x >/dev/null", dir, dir);
+  if (system("command -v h5diff >/dev/null 2>&1") == 0) assert_int_equal(system(cmp), 0);
+}
+
+/* every /params/ dataset of two checkpoints, compared exactly */
+static void assert_same_params(const char *a, const char *b) {
+  char pa[512], pb[512];
+  snprintf(pa, sizeof pa, "%s/%s", dir, a);
+  snprintf(pb, sizeof pb, "%s/%s", dir, b);
+  char **names;
+  int count;
+  assert_int_equal(tf_h5_list_datasets(pa, &names, &count), TF_OK);
+  int nparams = 0;
+  for (int i = 0; i < count; i++) {
+    if (strncmp(names[i], "/params/", 8) && strncmp(names[i], "/optim/", 7)) continue;
+    double *va, *vb;
+    int64_t ra, ca, rb, cb;
+    assert_int_equal(tf_h5_read_matrix(pa, names[i], 0, &ra, &ca, &va), TF_OK);
+    if (tf_h5_read_matrix(pb, names[i], 0, &rb, &cb, &vb) != TF_OK) {
+      /* conv weights are 4-D; this test's flows have none */
+      fail_msg("%s: %s", names[i], tf_errmsg());
+    }
+    assert_int_equal(ra * ca, rb * cb);
+    assert_memory_equal(va, vb, (size_t)(ra * ca) * sizeof *va);
+    free(va);
+    free(vb);
+    nparams++;
+  }
+  assert_true(nparams > 10);
+  tf_h5_free_names(names, count);
+}
+
+static void test_resume_from_the_command_line(void **state) {
+  (void)state;
+  write_file("r.ini", BASE_MODEL BASE_DATA BASE_TRAIN "schedule = onecycle\n"
+                      "[output]\ndir = run_full\ncheckpoint_every = 25\n");
+  assert_int_equal(run("train r.ini"), 0);
+  /* the same run stopped after 35 steps (exit 3), then resumed */
+  assert_int_equal(run("train r.ini --set output.dir=run_split --set train.max_steps_per_run=35"), 3);
+  assert_non_null(strstr(out, "stopped at step 35 of 60"));
+  assert_int_equal(run("train r.ini --set output.dir=run_split --resume"), 0);
+  assert_non_null(strstr(out, "resuming at step 35"));
+  assert_same_params("run_full/checkpoint.h5", "run_split/checkpoint.h5");
+  /* a fresh run refuses to overwrite; a resume refuses a changed architecture */
+  assert_int_equal(run("train r.ini"), 2);
+  assert_non_null(strstr(out, "exists: pass --resume"));
+  assert_int_equal(run("train r.ini --resume --set model.hidden=17"), 2);
+  assert_non_null(strstr(out, "model.hidden is '16'"));
+  assert_int_equal(run("train r.ini --resume --set train.seed=9"), 2);
+  assert_non_null(strstr(out, "seed"));
+}
+
+typedef struct {
+  const char *what, *config, *extra_args, *expect[4];
+} bad_case;
+
+static void test_bad_configs(void **state) {
+  (void)state;
+  const bad_case cases[] = {
+      {"unknown section", BASE_MODEL BASE_DATA "[trian]\nsteps = 5\n", "",
+       {"bad.ini:8", "unknown section", "trian", "train"}},
+      {"unknown key", BASE_MODEL BASE_DATA "[train]\nstesp = 5\n", "",
+       {"bad.ini:9", "stesp", "did you mean 'steps'", NULL}},
+      {"malformed value", BASE_MODEL BASE_DATA "[train]\nsteps = 12x\n", "",
+       {"bad.ini:9", "train.steps", "12x", "integer"}},
+      {"out of range", BASE_MODEL "layers = 40\n" BASE_DATA, "",
+       {"bad.ini:5", "model.layers", "40", "[1, 15]"}},
+      {"bad choice", BASE_MODEL "coupling = quadratic\n" BASE_DATA, "",
+       {"bad.ini:5", "model.coupling", "quadratic", "affine"}},
+      {"missing input file", BASE_MODEL "[data]\nfile = nowhere.h5\n", "",
+       {"bad.ini:6", "data.file", "nowhere.h5", "No such file"}},
+      {"missing required key", BASE_MODEL "[train]\nsteps = 5\n", "",
+       {"data.file", "missing", NULL, NULL}},
+      {"bad --set", BASE_MODEL BASE_DATA, "--set trainsteps5",
+       {"--set argument 1", "section.key=value", NULL, NULL}},
+      {"dimension mismatch", BASE_MODEL "dim = 3\n" BASE_DATA, "",
+       {"bad.ini:5", "model.dim = 3", "2 columns", NULL}},
+      {"lattice mismatch", BASE_MODEL "subnet = conv\nlattice_l1 = 4\nlattice_l2 = 4\n" BASE_DATA,
+       "", {"bad.ini:5", "model.subnet = conv", "L1 * L2 = D = 2", NULL}},
+      {"missing dataset", BASE_MODEL "[data]\nfile = data.h5\ndataset = y\n", "",
+       {"data.h5", "'y'", NULL, NULL}},
+      {"weight decay without adamw", BASE_MODEL BASE_DATA "[train]\nweight_decay = 0.1\n", "",
+       {"bad.ini:9", "train.weight_decay", "adamw", NULL}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    write_file("bad.ini", cases[i].config);
+    const int st = run("train bad.ini %s", cases[i].extra_args);
+    if (st != 2) fail_msg("%s: exit %d, expected 2; output:\n%s", cases[i].what, st, out);
+    for (int k = 0; k < 4 && cases[i].expect[k]; k++)
+      if (!strstr(out, cases[i].expect[k]))
+        fail_msg("%s: message lacks '%s':\n%s", cases[i].what, cases[i].expect[k], out);
+    if (strchr(out, '\n') != out + strlen(out) - 1)
+      fail_msg("%s: expected a one-line message:\n%s", cases[i].what, out);
+  }
+}
+
+static void test_bad_inputs(void **state) {
+  (void)state;
+  /* a truncated data file */
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "head -c 3000 '%s/data.h5' > '%s/trunc.h5'", dir, dir);
+  assert_int_equal(system(cmd), 0);
+  write_file("t.ini", BASE_MODEL "[data]\nfile = trunc.h5\n");
+  assert_int_equal(run("train t.ini"), 2);
+  assert_non_null(strstr(out, "trunc.h5"));
+  /* sample: missing condition for a conditional flow, bad numbers, missing checkpoint */
+  write_file("a2.ini", BASE_MODEL BASE_DATA BASE_TRAIN "[output]\ndir = run_b\n");
+  assert_int_equal(run("train a2.ini --set train.steps=5"), 0);
+  assert_int_equal(run("sample run_b/checkpoint.h5 --n 10 --out x.h5"), 2);
+  assert_non_null(strstr(out, "--condition"));
+  assert_int_equal(run("sample run_b/checkpoint.h5 --n 10x --condition 1 --out x.h5"), 2);
+  assert_non_null(strstr(out, "--n expects an integer"));
+  assert_int_equal(run("sample run_b/checkpoint.h5 --n 10 --condition -1 --out x.h5"), 2);
+  assert_non_null(strstr(out, "--condition expects"));
+  assert_int_equal(run("sample nothing.h5 --n 10 --condition 1 --out x.h5"), 2);
+  assert_non_null(strstr(out, "nothing.h5"));
+  assert_int_equal(run("sample run_b/checkpoint.h5 --n 10 --condition 1 --out nodir/x.h5"), 2);
+  assert_non_null(strstr(out, "nodir"));
+  assert_int_equal(run("eval run_b/checkpoint.h5 --data trunc.h5"), 2);
+  assert_int_equal(run("bogus"), 2);
+  assert_non_null(strstr(out, "unknown command 'bogus'"));
+}
+
+/* the shipped example config is valid and runs (a few steps, on this test's data) */
+static void test_example_config(void **state) {
+  (void)state;
+  assert_int_equal(run("train '%s/jobs/examples/flow.ini' --set data.file=data.h5 "
+                       "--set train.steps=3 --set train.batch=64 --set output.dir=run_ex "
+                       "--set train.warmup=0", TF_SOURCE_DIR), 0);
+  assert_non_null(strstr(out, "example-spline"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_train_sample_eval),
+      cmocka_unit_test(test_resume_from_the_command_line),
+      cmocka_unit_test(test_bad_configs),
+      cmocka_unit_test(test_bad_inputs),
+      cmocka_unit_test(test_example_config),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,261 @@
+/* test_trainer.c — the training loop: exact resumption (200 steps in one run against 100 +
+ * resume + 100, bit for bit), the non-finite guard (skip, count, stop, checkpoint intact),
+ * validation split, data checks, and that training lowers the NLL. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tradeflow/h5io.h"
+#include "tradeflow/train.h"
+
+enum { NROWS = 3000, D = 3 };
+
+static char tmpdir[256];
+
+static int setup(void **state) {
+  (void)state;
+  const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  snprintf(tmpdir, sizeof tmpdir, "%s/tf_trainer_XXXXXX", base);
+  return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A correlated, skewed 3-D data set with conditions in [0.5, 2] scaling its width. */
+static void make_data(double *x, double *c) {
+  tf_rng r;
+  tf_rng_init(&r, 77, 0, TF_RNG_TEST, 0);
+  for (int i = 0; i < NROWS; i++) {
+    const double ci = 0.5 + 1.5 * tf_rng_uniform(&r), s = sqrt(ci);
+    const double a = tf_rng_normal(&r), b = tf_rng_normal(&r), e = tf_rng_normal(&r);
+    x[i * D + 0] = s * a;
+    x[i * D + 1] = s * (0.5 * a * a + 0.3 * b);
+    x[i * D + 2] = s * (0.8 * b - 0.2 * a + 0.1 * e);
+    c[i] = ci;
+  }
+}
+
+typedef struct {
+  tf_params *p;
+  tf_flow *f;
+} model;
+
+static model make_model(int actnorm) {
+  model m;
+  tf_flow_config fc = tf_flow_defaults(D);
+  fc.n_blocks = 3;
+  fc.hidden = 24;
+  fc.embed_dim = 4;
+  fc.actnorm = actnorm;
+  fc.coupling = actnorm ? TF_COUPLING_SPLINE : TF_COUPLING_AFFINE;
+  fc.spline_bound = 4;
+  m.p = tf_params_create();
+  m.f = tf_flow_create(&fc, m.p);
+  assert_non_null(m.f);
+  assert_int_equal(tf_params_finalize(m.p), TF_OK);
+  assert_int_equal(tf_flow_init(m.f), TF_OK);
+  return m;
+}
+
+static void drop(model *m) {
+  tf_flow_destroy(m->f);
+  tf_params_destroy(m->p);
+}
+
+static tf_train_config train_cfg(const char *ckpt, int64_t steps) {
+  tf_train_config tc = tf_train_defaults();
+  tc.steps = steps;
+  tc.batch = 64;
+  tc.val_every = 50;
+  tc.log_every = 0;
+  tc.ckpt_every = 70;
+  tc.checkpoint = ckpt;
+  tc.config_text = "[train]\nsteps = 200\n";
+  tc.lr.kind = TF_LR_ONECYCLE; /* depends on the step and the total: a strict resume test */
+  tc.lr.lr = 3e-3;
+  tc.optim = tf_optim_defaults(TF_OPTIM_ADAMW);
+  tc.optim.weight_decay = 1e-3;
+  tc.optim.clip_norm = 5;
+  tc.seed = 5;
+  return tc;
+}
+
+static void test_resume_bit_identical(void **state) {
+  (void)state;
+  double *x = malloc(NROWS * D * sizeof *x), *c = malloc(NROWS * sizeof *c);
+  make_data(x, c);
+  tf_dataset ds = {NROWS, D, x, c, 0};
+  char pa[300], pb[300];
+  snprintf(pa, sizeof pa, "%s/a.h5", tmpdir);
+  snprintf(pb, sizeof pb, "%s/b.h5", tmpdir);
+  for (int actnorm = 0; actnorm <= 1; actnorm++) {
+    /* A: 200 steps in one go */
+    model a = make_model(actnorm);
+    tf_train_config tc = train_cfg(pa, 200);
+    tf_trainer *ta = tf_trainer_create(&tc, a.f, a.p, &ds);
+    assert_non_null(ta);
+    assert_int_equal(tf_trainer_run(ta), TF_OK);
+    assert_int_equal(tf_trainer_step(ta), 200);
+    /* B: 100 steps, stop, a fresh process-like rebuild, resume, 100 more */
+    model b = make_model(actnorm);
+    tf_train_config tb = train_cfg(pb, 200);
+    tb.max_steps_per_run = 100;
+    tf_trainer *t1 = tf_trainer_create(&tb, b.f, b.p, &ds);
+    assert_int_equal(tf_trainer_run(t1), TF_OK);
+    assert_int_equal(tf_trainer_stopped(t1), 1);
+    assert_int_equal(tf_trainer_step(t1), 100);
+    tf_trainer_destroy(t1);
+    drop(&b);
+    b = make_model(actnorm);
+    tf_trainer *t2 = tf_trainer_create(&tb, b.f, b.p, &ds);
+    assert_int_equal(tf_trainer_resume(t2, pb), TF_OK);
+    assert_int_equal(tf_trainer_step(t2), 100);
+    assert_int_equal(tf_trainer_run(t2), TF_OK);
+    assert_int_equal(tf_trainer_step(t2), 200);
+    const int64_t n = tf_params_size(a.p);
+    assert_int_equal(n, tf_params_size(b.p));
+    assert_memory_equal(tf_params_values(a.p), tf_params_values(b.p), (size_t)n * sizeof(tf_real));
+    /* and the training moved the parameters (the comparison is not of two initial states) */
+    model fresh = make_model(actnorm);
+    assert_memory_not_equal(tf_params_values(a.p), tf_params_values(fresh.p),
+                            (size_t)n * sizeof(tf_real));
+    drop(&fresh);
+    /* the final checkpoints agree too, moments included */
+    model ra = make_model(actnorm), rb = make_model(actnorm);
+    tf_optim *oa = tf_optim_create(&tc.optim, n), *ob = tf_optim_create(&tc.optim, n);
+    assert_int_equal(tf_checkpoint_load(pa, ra.p, oa, NULL), TF_OK);
+    assert_int_equal(tf_checkpoint_load(pb, rb.p, ob, NULL), TF_OK);
+    assert_memory_equal(tf_optim_m(oa), tf_optim_m(ob), (size_t)n * sizeof(double));
+    assert_memory_equal(tf_optim_v(oa), tf_optim_v(ob), (size_t)n * sizeof(double));
+    assert_int_equal(tf_optim_steps(oa), tf_optim_steps(ob));
+    assert_memory_equal(tf_params_values(ra.p), tf_params_values(a.p), (size_t)n * sizeof(tf_real));
+    tf_optim_destroy(oa);
+    tf_optim_destroy(ob);
+    drop(&ra);
+    drop(&rb);
+    tf_trainer_destroy(ta);
+    tf_trainer_destroy(t2);
+    drop(&a);
+    drop(&b);
+  }
+  free(x);
+  free(c);
+}
+
+static long file_size(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void test_nonfinite_stops_and_keeps_checkpoint(void **state) {
+  (void)state;
+  double *x = malloc(NROWS * D * sizeof *x), *c = malloc(NROWS * sizeof *c);
+  make_data(x, c);
+  tf_dataset ds = {NROWS, D, x, c, 0};
+  char p[300];
+  snprintf(p, sizeof p, "%s/good.h5", tmpdir);
+  model m = make_model(0);
+  tf_train_config tc = train_cfg(p, 40);
+  tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, &ds);
+  assert_int_equal(tf_trainer_run(t), TF_OK);
+  tf_trainer_destroy(t);
+  const long size0 = file_size(p);
+  assert_true(size0 > 0);
+  const int64_t n = tf_params_size(m.p);
+  tf_real *before = malloc((size_t)n * sizeof *before);
+  memcpy(before, tf_params_values(m.p), (size_t)n * sizeof *before);
+  /* finite data whose squares overflow: every batch's loss is infinite */
+  for (int i = 0; i < NROWS * D; i++) x[i] = i % 2 ? 1e200 : -1e200;
+  tc.steps = 1000;
+  tc.max_nonfinite = 7;
+  t = tf_trainer_create(&tc, m.f, m.p, &ds);
+  assert_int_equal(tf_trainer_resume(t, p), TF_OK);
+  assert_int_equal(tf_trainer_run(t), TF_ENUMERIC);
+  assert_non_null(strstr(tf_errmsg(), "7 consecutive steps with a non-finite"));
+  assert_non_null(strstr(tf_errmsg(), p));
+  assert_int_equal(tf_trainer_skipped(t), 7);
+  assert_memory_equal(before, tf_params_values(m.p), (size_t)n * sizeof *before);
+  assert_int_equal(file_size(p), size0);
+  tf_checkpoint_meta meta;
+  tf_checkpoint_meta_init(&meta);
+  assert_int_equal(tf_checkpoint_read_meta(p, &meta), TF_OK);
+  assert_int_equal(meta.step, 40);
+  tf_checkpoint_meta_clear(&meta);
+  tf_trainer_destroy(t);
+  free(before);
+  drop(&m);
+  free(x);
+  free(c);
+}
+
+static void test_data_checks(void **state) {
+  (void)state;
+  double *x = malloc(NROWS * D * sizeof *x), *c = malloc(NROWS * sizeof *c);
+  make_data(x, c);
+  model m = make_model(0);
+  tf_train_config tc = train_cfg(NULL, 10);
+  tf_dataset ds = {NROWS, D - 1, x, c, 0};
+  assert_null(tf_trainer_create(&tc, m.f, m.p, &ds));
+  assert_non_null(strstr(tf_errmsg(), "2 columns, the flow has dimension 3"));
+  ds.d = D;
+  x[7 * D + 1] = NAN;
+  assert_null(tf_trainer_create(&tc, m.f, m.p, &ds));
+  assert_non_null(strstr(tf_errmsg(), "row 7, column 1"));
+  x[7 * D + 1] = 0;
+  c[11] = -1;
+  assert_null(tf_trainer_create(&tc, m.f, m.p, &ds));
+  assert_non_null(strstr(tf_errmsg(), "condition of row 11"));
+  c[11] = 1;
+  ds.n = 50;
+  assert_null(tf_trainer_create(&tc, m.f, m.p, &ds));
+  assert_non_null(strstr(tf_errmsg(), "fewer than one batch"));
+  drop(&m);
+  free(x);
+  free(c);
+}
+
+/* Training must lower the validation NLL well below that of the initial (identity) flow. */
+static void test_training_lowers_nll(void **state) {
+  (void)state;
+  double *x = malloc(NROWS * D * sizeof *x), *c = malloc(NROWS * sizeof *c);
+  make_data(x, c);
+  tf_dataset ds = {NROWS, D, x, c, 0};
+  model m = make_model(1);
+  tf_train_config tc = train_cfg(NULL, 400);
+  tc.lr.kind = TF_LR_COSINE;
+  tc.lr.lr = 3e-3;
+  tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, &ds);
+  const double nll0 = tf_trainer_val_nll(t);
+  assert_int_equal(tf_trainer_run(t), TF_OK);
+  const double nll1 = tf_trainer_val_nll(t);
+  /* measured: 4.34 for the identity flow, 1.48 after 400 steps */
+  assert_true(nll1 < nll0 - 2.0);
+  tf_trainer_destroy(t);
+  drop(&m);
+  free(x);
+  free(c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_resume_bit_identical),
+      cmocka_unit_test(test_nonfinite_stops_and_keeps_checkpoint),
+      cmocka_unit_test(test_data_checks),
+      cmocka_unit_test(test_training_lowers_nll),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
