@@ -143,7 +143,9 @@ int tf_grad(tf_ctx *ctx, tf_tensor *y, tf_tensor *seed, int n, tf_tensor *const 
 /* ---- primitive ops (all differentiable in reverse and forward mode) ----------------------- */
 
 /* C = op(A) op(B), op = transpose if the flag is set.  A (M, K) or (K, M), B (K, N) or (N, K),
- * C (M, N).  BLAS gemm. */
+ * C (M, N).  float32 on AVX-512: our own register-blocked kernel (src/core/ops.c; tall-thin
+ * shapes of flow layers run about twice as fast as OpenBLAS 0.3.21 there); otherwise, and in
+ * float64, BLAS gemm. */
 tf_tensor *tf_matmul(tf_ctx *ctx, tf_tensor *a, tf_tensor *b, int trans_a, int trans_b);
 
 /* Elementwise with numpy broadcasting (shapes aligned at the trailing dimension). */

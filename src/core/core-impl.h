@@ -54,6 +54,8 @@ struct tf_ctx {
   int grad_on;          /* recording enabled */
   int fwd_on;           /* tangent propagation enabled */
   int status;           /* sticky error */
+  void *scratch;        /* matmul packing buffer (64-byte aligned), kept across resets */
+  size_t scratch_bytes;
 };
 
 /* Rule table (rules.c).  Reverse: given the output cotangent gy, write gin[i] for every input

@@ -1,15 +1,25 @@
 /* ops.c — the primitive ops: argument checks, forward kernels, then tf__finish (tape + tangent).
  *
+ * The kernels favour the shapes of the flows (batch x features, features of a few dozen to a
+ * few hundred): an AVX-512 float32 GEMM, fast paths of the broadcasting ops for rows and
+ * columns, short-row copies without libc calls.
+ *
  * Exported: every op of tensor.h (tf_matmul ... tf_stop_gradient) and the composites built on
  * them (tf_neg, tf_exp..tf_cos, tf_sum, tf_mean, tf_sum_all, tf_mean_all, tf_softmax,
  * tf_log_softmax, tf_abs_smooth, tf_log_safe).  Reverse and tangent rules are in rules.c.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
 
 #include "core-impl.h"
+
+#if !defined(TF_DOUBLE) && defined(__AVX512F__)
+#include <immintrin.h>
+#define TF_GEMM 1 /* our float32 GEMM instead of cblas_sgemm (see tf_matmul) */
+#endif
 
 #define CHECK_IN(x)                              \
   do {                                           \
@@ -28,6 +38,158 @@ static tf_node node0(tf_op op, int nin, tf_tensor **in) {
 static const char *shp(const tf_tensor *t, char *buf) { return tf_shape_str(t, buf, 64); }
 
 /* ---- matmul ------------------------------------------------------------------------------ */
+
+#ifdef TF_GEMM
+/* float32 GEMM for AVX-512.  The matrices here are tall and thin (batch 1024 x widths 33..128):
+ * OpenBLAS 0.3.21 does not know Zen 4/5 and runs its AVX2 Haswell kernel at about half the
+ * machine's FMA throughput, and it zeroes C before accumulating when beta = 0.  This kernel
+ * packs op(B) into 32-column panels (one K block at a time, in the context's scratch buffer),
+ * broadcasts op(A) straight from its storage (both transposes are cheap to broadcast from), and
+ * keeps an MR x 32 block of C in registers.  The float64 build, and float32 builds without
+ * AVX-512, keep BLAS. */
+enum { GEMM_MR = 8, GEMM_NR = 32, GEMM_KC = 256 };
+
+/* C[0..mr) x [0..32) (= or +=) sum_k A[i, k] Bp[k][0..32); masks select the valid columns */
+static inline __attribute__((always_inline)) void gemm_block32(
+    int mr, int64_t kc, const float *A, int64_t ars, int64_t aks, const float *Bp, float *C,
+    int64_t ldc, int acc, __mmask16 m0, __mmask16 m1) {
+  __m512 c0[GEMM_MR], c1[GEMM_MR];
+  for (int i = 0; i < mr; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    const __m512 b0 = _mm512_load_ps(Bp + k * 32), b1 = _mm512_load_ps(Bp + k * 32 + 16);
+    const float *a = A + k * aks;
+    for (int i = 0; i < mr; i++) {
+      const __m512 av = _mm512_set1_ps(a[i * ars]);
+      c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+    }
+  }
+  for (int i = 0; i < mr; i++) {
+    float *c = C + i * ldc;
+    if (acc) {
+      c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, c));
+      c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, c + 16));
+    }
+    _mm512_mask_storeu_ps(c, m0, c0[i]);
+    _mm512_mask_storeu_ps(c + 16, m1, c1[i]);
+  }
+}
+
+/* the same for a last panel of at most 16 columns (halves the padding waste for N = 33) */
+static inline __attribute__((always_inline)) void gemm_block16(
+    int mr, int64_t kc, const float *A, int64_t ars, int64_t aks, const float *Bp, float *C,
+    int64_t ldc, int acc, __mmask16 m0) {
+  __m512 c0[GEMM_MR];
+  for (int i = 0; i < mr; i++) c0[i] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    const __m512 b0 = _mm512_load_ps(Bp + k * 16);
+    const float *a = A + k * aks;
+    for (int i = 0; i < mr; i++) c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i * ars]), b0, c0[i]);
+  }
+  for (int i = 0; i < mr; i++) {
+    float *c = C + i * ldc;
+    if (acc) c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, c));
+    _mm512_mask_storeu_ps(c, m0, c0[i]);
+  }
+}
+
+typedef void (*gemm_fn32)(int64_t, const float *, int64_t, int64_t, const float *, float *,
+                          int64_t, int, __mmask16, __mmask16);
+typedef void (*gemm_fn16)(int64_t, const float *, int64_t, int64_t, const float *, float *,
+                          int64_t, int, __mmask16);
+/* one instance per row count, so that the register blocks are fully unrolled */
+#define GEMM_INST(R)                                                                         \
+  static void gemm32_##R(int64_t kc, const float *A, int64_t ars, int64_t aks,               \
+                         const float *Bp, float *C, int64_t ldc, int acc, __mmask16 m0,      \
+                         __mmask16 m1) {                                                     \
+    gemm_block32(R, kc, A, ars, aks, Bp, C, ldc, acc, m0, m1);                               \
+  }                                                                                          \
+  static void gemm16_##R(int64_t kc, const float *A, int64_t ars, int64_t aks,               \
+                         const float *Bp, float *C, int64_t ldc, int acc, __mmask16 m0) {    \
+    gemm_block16(R, kc, A, ars, aks, Bp, C, ldc, acc, m0);                                   \
+  }
+GEMM_INST(1)
+GEMM_INST(2)
+GEMM_INST(3)
+GEMM_INST(4)
+GEMM_INST(5)
+GEMM_INST(6)
+GEMM_INST(7)
+GEMM_INST(8)
+#undef GEMM_INST
+static const gemm_fn32 gemm32[GEMM_MR + 1] = {NULL,      gemm32_1, gemm32_2, gemm32_3, gemm32_4,
+                                              gemm32_5, gemm32_6, gemm32_7, gemm32_8};
+static const gemm_fn16 gemm16[GEMM_MR + 1] = {NULL,      gemm16_1, gemm16_2, gemm16_3, gemm16_4,
+                                              gemm16_5, gemm16_6, gemm16_7, gemm16_8};
+
+static __mmask16 lane_mask(int64_t w) {
+  return w >= 16 ? (__mmask16)0xFFFF : w <= 0 ? (__mmask16)0 : (__mmask16)((1u << w) - 1);
+}
+
+/* The context's packing buffer, grown on demand (kept across resets: no per-step cost). */
+static float *gemm_scratch(tf_ctx *ctx, size_t floats) {
+  const size_t bytes = (floats * sizeof(float) + 63) & ~(size_t)63;
+  if (bytes > ctx->scratch_bytes) {
+    void *p = aligned_alloc(64, bytes);
+    if (!p) {
+      tf__fail(ctx, TF_ENOMEM, "matmul: cannot allocate %zu bytes of packing space", bytes);
+      return NULL;
+    }
+    free(ctx->scratch);
+    ctx->scratch = p;
+    ctx->scratch_bytes = bytes;
+  }
+  return ctx->scratch;
+}
+
+/* C (M, N), row stride N, = op(A) op(B) */
+static int sgemm_avx512(tf_ctx *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float *C) {
+  const int64_t nfull = N / GEMM_NR, rem = N - nfull * GEMM_NR;
+  const int64_t npad = nfull * GEMM_NR + (rem == 0 ? 0 : rem <= 16 ? 16 : GEMM_NR);
+  const int64_t kcmax = K < GEMM_KC ? K : GEMM_KC;
+  float *bp = gemm_scratch(ctx, (size_t)(kcmax * npad));
+  if (!bp) return TF_ENOMEM;
+  /* op(A)[i, k] = A[i ars + k aks] */
+  const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1;
+  for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+    const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+    /* panel p covers columns [j0, j0 + pw), stored as kc rows of pw floats, zero-padded */
+    for (int64_t j0 = 0; j0 < N; j0 += GEMM_NR) {
+      const int64_t w = N - j0 < GEMM_NR ? N - j0 : GEMM_NR, pw = w <= 16 ? 16 : GEMM_NR;
+      float *restrict d = bp + kc * j0;
+      for (int64_t k = 0; k < kc; k++, d += pw) {
+        int64_t j = 0;
+        if (!tb) {
+          const float *restrict s = B + (k0 + k) * ldb + j0;
+          for (; j < w; j++) d[j] = s[j];
+        } else {
+          const float *s = B + j0 * ldb + k0 + k;
+          for (; j < w; j++) d[j] = s[j * ldb];
+        }
+        for (; j < pw; j++) d[j] = 0;
+      }
+    }
+    /* rows outer: an MR-row slice of A is read from memory once and reused from L1 for every
+     * panel, and C is written row block by row block; the packed panels (kc x N) stay in L2.
+     * (Panels outer measured the same on the flow benchmarks.) */
+    const float *a0 = A + k0 * aks;
+    for (int64_t i0 = 0; i0 < M; i0 += GEMM_MR) {
+      const int mr = M - i0 < GEMM_MR ? (int)(M - i0) : GEMM_MR;
+      for (int64_t j0 = 0; j0 < N; j0 += GEMM_NR) {
+        const int64_t w = N - j0 < GEMM_NR ? N - j0 : GEMM_NR;
+        const float *p = bp + kc * j0;
+        const __mmask16 m0 = lane_mask(w), m1 = lane_mask(w - 16);
+        if (w > 16)
+          gemm32[mr](kc, a0 + i0 * ars, ars, aks, p, C + i0 * N + j0, N, k0 > 0, m0, m1);
+        else
+          gemm16[mr](kc, a0 + i0 * ars, ars, aks, p, C + i0 * N + j0, N, k0 > 0, m0);
+      }
+    }
+  }
+  return TF_OK;
+}
+#endif
 
 tf_tensor *tf_matmul(tf_ctx *ctx, tf_tensor *a, tf_tensor *b, int ta, int tb) {
   CHECK_IN(a);
@@ -51,6 +213,9 @@ tf_tensor *tf_matmul(tf_ctx *ctx, tf_tensor *a, tf_tensor *b, int ta, int tb) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               (int)m, (int)n, (int)k, 1.0, a->data, (int)a->shape[1], b->data, (int)b->shape[1],
               0.0, c->data, (int)n);
+#elif defined(TF_GEMM)
+  if (sgemm_avx512(ctx, ta, tb, m, n, k, a->data, a->shape[1], b->data, b->shape[1], c->data))
+    return NULL;
 #else
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               (int)m, (int)n, (int)k, 1.0f, a->data, (int)a->shape[1], b->data, (int)b->shape[1],
@@ -86,6 +251,18 @@ static void bstrides(const int64_t *s, int64_t *st) {
   }
 }
 
+/* 1 if the padded shape s (nelem elements) equals the trailing dims of ys: the leading dims
+ * are all broadcast, so the operand repeats as one contiguous block */
+static int trailing_block(const int64_t *s, const int64_t *ys, int64_t nelem) {
+  int64_t acc = 1;
+  int ok = 1;
+  for (int i = 3; i >= 0 && acc < nelem; i--) {
+    if (s[i] != ys[i]) ok = 0;
+    acc *= s[i];
+  }
+  return ok && acc == nelem;
+}
+
 enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
 
 #define BIN_LOOP(EXPR)                                                              \
@@ -113,6 +290,35 @@ enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
         tf_real *restrict Yr = Y + r * nb;                                          \
         for (int64_t i = 0; i < nb; i++) {                                          \
           const tf_real u = Ar[i], v = B[i];                                        \
+          Yr[i] = (EXPR);                                                           \
+        }                                                                           \
+      }                                                                             \
+    } else if (nb == n && a_inner) {                                                \
+      for (int64_t r = 0; r < n / na; r++) {                                        \
+        const tf_real *restrict Br = B + r * na;                                    \
+        tf_real *restrict Yr = Y + r * na;                                          \
+        for (int64_t i = 0; i < na; i++) {                                          \
+          const tf_real u = A[i], v = Br[i];                                        \
+          Yr[i] = (EXPR);                                                           \
+        }                                                                           \
+      }                                                                             \
+    } else if (na == n && b_col) { /* b constant along the last axis */             \
+      for (int64_t r = 0; r < nb; r++) {                                            \
+        const tf_real *restrict Ar = A + r * w;                                     \
+        tf_real *restrict Yr = Y + r * w;                                           \
+        const tf_real v = B[r];                                                     \
+        for (int64_t i = 0; i < w; i++) {                                           \
+          const tf_real u = Ar[i];                                                  \
+          Yr[i] = (EXPR);                                                           \
+        }                                                                           \
+      }                                                                             \
+    } else if (nb == n && a_col) {                                                  \
+      for (int64_t r = 0; r < na; r++) {                                            \
+        const tf_real *restrict Br = B + r * w;                                     \
+        tf_real *restrict Yr = Y + r * w;                                           \
+        const tf_real u = A[r];                                                     \
+        for (int64_t i = 0; i < w; i++) {                                           \
+          const tf_real v = Br[i];                                                  \
           Yr[i] = (EXPR);                                                           \
         }                                                                           \
       }                                                                             \
@@ -152,16 +358,11 @@ static tf_tensor *binary(tf_ctx *ctx, int kind, tf_op op, tf_tensor *a, tf_tenso
   bstrides(bs, sb);
   const int64_t n = y->n, na = a->n, nb = b->n;
   /* b occupies the trailing dims of y exactly (e.g. a bias row): leading dims all broadcast */
-  int b_inner = 1;
-  {
-    int64_t acc = 1;
-    int i = 3;
-    for (; i >= 0 && acc < nb; i--) {
-      if (bs[i] != ys[i]) b_inner = 0;
-      acc *= bs[i];
-    }
-    if (acc != nb) b_inner = 0;
-  }
+  const int b_inner = trailing_block(bs, ys, nb), a_inner = trailing_block(as, ys, na);
+  /* (N, D) op (N, 1) and its mirror: one value per row of the last axis */
+  const int64_t w = ys[3];
+  const int b_col = w > 1 && bs[3] == 1 && bs[0] == ys[0] && bs[1] == ys[1] && bs[2] == ys[2];
+  const int a_col = w > 1 && as[3] == 1 && as[0] == ys[0] && as[1] == ys[1] && as[2] == ys[2];
   const tf_real *restrict A = a->data, *restrict B = b->data;
   tf_real *restrict Y = y->data;
   switch (kind) {
@@ -290,6 +491,19 @@ tf_tensor *tf_log_safe(tf_ctx *ctx, tf_tensor *x, double eps) {
 
 /* ---- reductions and broadcasting --------------------------------------------------------- */
 
+/* sum of x[0..n) in double.  Eight interleaved partial sums: one running sum is a chain of
+ * dependent adds (latency-bound, and the vectoriser may not reorder it); eight independent
+ * lanes vectorise and stay deterministic. */
+static double sum_d(const tf_real *restrict x, int64_t n) {
+  double acc[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) acc[j] += (double)x[i + j];
+  double s = 0;
+  for (; i < n; i++) s += (double)x[i];
+  return s + (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])));
+}
+
 tf_tensor *tf_sum_to(tf_ctx *ctx, tf_tensor *x, int ndim, const int64_t *shape) {
   CHECK_IN(x);
   int64_t xs[4], ys[4];
@@ -320,9 +534,7 @@ tf_tensor *tf_sum_to(tf_ctx *ctx, tf_tensor *x, int ndim, const int64_t *shape) 
   }
   int64_t ys_lead = m / inner;
   if (m == 1) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += X[i];
-    Y[0] = (tf_real)s;
+    Y[0] = (tf_real)sum_d(X, n);
   } else if (ys_lead == 1) { /* y = trailing block of x: sum of rows (column sums) */
     memset(Y, 0, (size_t)m * sizeof *Y);
     for (int64_t r = 0; r < n / m; r++) {
@@ -332,11 +544,7 @@ tf_tensor *tf_sum_to(tf_ctx *ctx, tf_tensor *x, int ndim, const int64_t *shape) 
   } else if (ys[3] == 1 && ys[0] == xs[0] && ys[1] == xs[1] && ys[2] == xs[2]) {
     /* sum over the last axis only: contiguous runs, accumulated in double */
     const int64_t len = xs[3];
-    for (int64_t r = 0; r < m; r++) {
-      double s = 0;
-      for (int64_t i = 0; i < len; i++) s += X[r * len + i];
-      Y[r] = (tf_real)s;
-    }
+    for (int64_t r = 0; r < m; r++) Y[r] = (tf_real)sum_d(X + r * len, len);
   } else {
     int64_t st[4];
     bstrides(ys, st);
@@ -373,16 +581,27 @@ tf_tensor *tf_expand(tf_ctx *ctx, tf_tensor *x, int ndim, const int64_t *shape) 
   if (ndim == x->ndim && memcmp(shape, x->shape, (size_t)ndim * sizeof *shape) == 0) return x;
   tf_tensor *y = tf__alloc(ctx, ndim, shape);
   if (!y) return NULL;
-  int64_t st[4];
-  bstrides(xs, st);
   const tf_real *restrict X = x->data;
   tf_real *restrict Y = y->data;
-  int64_t o = 0;
-  for (int64_t i0 = 0; i0 < ys[0]; i0++)
-    for (int64_t i1 = 0; i1 < ys[1]; i1++)
-      for (int64_t i2 = 0; i2 < ys[2]; i2++)
-        for (int64_t i3 = 0; i3 < ys[3]; i3++, o++)
-          Y[o] = X[i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3]];
+  const int64_t n = y->n, nx = x->n, w = ys[3];
+  if (nx == 1) {
+    for (int64_t i = 0; i < n; i++) Y[i] = X[0];
+  } else if (trailing_block(xs, ys, nx)) { /* a row repeated */
+    for (int64_t r = 0; r < n / nx; r++) memcpy(Y + r * nx, X, (size_t)nx * sizeof *Y);
+  } else if (xs[3] == 1 && xs[0] == ys[0] && xs[1] == ys[1] && xs[2] == ys[2]) {
+    /* one value per row of the last axis (the adjoint of a sum over it) */
+    for (int64_t r = 0; r < nx; r++)
+      for (int64_t i = 0; i < w; i++) Y[r * w + i] = X[r];
+  } else {
+    int64_t st[4];
+    bstrides(xs, st);
+    int64_t o = 0;
+    for (int64_t i0 = 0; i0 < ys[0]; i0++)
+      for (int64_t i1 = 0; i1 < ys[1]; i1++)
+        for (int64_t i2 = 0; i2 < ys[2]; i2++)
+          for (int64_t i3 = 0; i3 < ys[3]; i3++, o++)
+            Y[o] = X[i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3]];
+  }
   tf_tensor *in[1] = {x};
   tf_node nd = node0(TF_OP_EXPAND, 1, in);
   nd.out = y;
@@ -519,6 +738,50 @@ tf_tensor *tf_log_softmax(tf_ctx *ctx, tf_tensor *x, int axis) {
 
 /* ---- feature-axis structure -------------------------------------------------------------- */
 
+/* Copy one row of w elements.  The rows here are short (a few dozen floats, once per batch
+ * row), where a libc memcpy call per row costs as much as the copy: fixed 64-byte blocks
+ * (inlined as vector moves), the tail as one more block ending at the row's end.  The empty
+ * asm keeps GCC from turning the loops back into a memcpy call (loop distribution). */
+#if defined(__GNUC__)
+#define NO_LIBCALL() __asm__("" ::: "memory")
+#else
+#define NO_LIBCALL() ((void)0)
+#endif
+static inline void zero_row(tf_real *dst, int64_t w) {
+  enum { B = 64 / sizeof(tf_real) };
+  static const tf_real zeros[B];
+  if (w < B) {
+    for (int64_t j = 0; j < w; j++) {
+      dst[j] = 0;
+      NO_LIBCALL();
+    }
+    return;
+  }
+  int64_t j = 0;
+  for (; j + B <= w; j += B) {
+    memcpy(dst + j, zeros, 64);
+    NO_LIBCALL();
+  }
+  if (j < w) memcpy(dst + w - B, zeros, 64);
+}
+
+static inline void copy_row(tf_real *restrict dst, const tf_real *restrict src, int64_t w) {
+  enum { B = 64 / sizeof(tf_real) };
+  if (w < B) {
+    for (int64_t j = 0; j < w; j++) {
+      dst[j] = src[j];
+      NO_LIBCALL();
+    }
+    return;
+  }
+  int64_t j = 0;
+  for (; j + B <= w; j += B) {
+    memcpy(dst + j, src + j, 64);
+    NO_LIBCALL();
+  }
+  if (j < w) memcpy(dst + w - B, src + w - B, 64);
+}
+
 tf_tensor *tf_concat(tf_ctx *ctx, int n, tf_tensor *const *xs) {
   if (ctx->status != TF_OK || n < 1) {
     if (n < 1) tf__fail(ctx, TF_EINVAL, "concat: no inputs");
@@ -549,7 +812,7 @@ tf_tensor *tf_concat(tf_ctx *ctx, int n, tf_tensor *const *xs) {
   for (int i = 0; i < n; i++) {
     const int64_t w = xs[i]->shape[xs[i]->ndim - 1];
     for (int64_t r = 0; r < rows; r++)
-      memcpy(y->data + r * total + off, xs[i]->data + r * w, (size_t)w * sizeof(tf_real));
+      copy_row(y->data + r * total + off, xs[i]->data + r * w, w);
     off += w;
   }
   tf_tensor **in = tf_arena_alloc(ctx->arena, (size_t)n * sizeof *in);
@@ -567,7 +830,7 @@ tf_tensor *tf_concat(tf_ctx *ctx, int n, tf_tensor *const *xs) {
 static void copy_cols(const tf_tensor *x, int64_t xoff, tf_tensor *y, int64_t yoff, int64_t len) {
   const int64_t xw = x->shape[x->ndim - 1], yw = y->shape[y->ndim - 1], rows = x->n / xw;
   for (int64_t r = 0; r < rows; r++)
-    memcpy(y->data + r * yw + yoff, x->data + r * xw + xoff, (size_t)len * sizeof(tf_real));
+    copy_row(y->data + r * yw + yoff, x->data + r * xw + xoff, len);
 }
 
 tf_tensor *tf_slice(tf_ctx *ctx, tf_tensor *x, int64_t start, int64_t len) {
@@ -605,9 +868,16 @@ tf_tensor *tf_pad(tf_ctx *ctx, tf_tensor *x, int64_t start, int64_t total) {
   int64_t s[TF_MAX_DIM];
   memcpy(s, x->shape, sizeof s);
   s[x->ndim - 1] = total;
-  tf_tensor *y = tf_zeros(ctx, x->ndim, s);
+  tf_tensor *y = tf__alloc(ctx, x->ndim, s);
   if (!y) return NULL;
-  copy_cols(x, 0, y, start, w);
+  /* one pass: zero only the columns the copy does not write */
+  const int64_t rows = x->n / w, tail = total - start - w;
+  for (int64_t r = 0; r < rows; r++) {
+    tf_real *yr = y->data + r * total;
+    zero_row(yr, start);
+    copy_row(yr + start, x->data + r * w, w);
+    zero_row(yr + start + w, tail);
+  }
   tf_tensor *in[1] = {x};
   tf_node nd = node0(TF_OP_PAD, 1, in);
   nd.lp[0] = start;
@@ -634,6 +904,23 @@ tf_tensor *tf_reshape(tf_ctx *ctx, tf_tensor *x, int ndim, const int64_t *shape)
 
 /* ---- index ops --------------------------------------------------------------------------- */
 
+/* The inverse of idx (m entries in [0, size)) in the arena if idx is a permutation of
+ * 0..size-1, else NULL (and no error). */
+static const int64_t *inverse_perm(tf_ctx *ctx, const int64_t *idx, int64_t m, int64_t size) {
+  if (m != size) return NULL;
+  int64_t *inv = tf_arena_alloc(ctx->arena, (size_t)m * sizeof *inv);
+  if (!inv) {
+    tf__fail(ctx, TF_ENOMEM, "%s", tf_errmsg());
+    return NULL;
+  }
+  for (int64_t i = 0; i < m; i++) inv[i] = -1;
+  for (int64_t i = 0; i < m; i++) {
+    if (inv[idx[i]] >= 0) return NULL; /* a repeated index: a genuine sum */
+    inv[idx[i]] = i;
+  }
+  return inv;
+}
+
 static tf_tensor *index_op(tf_ctx *ctx, tf_op op, tf_tensor *x, int axis, const int64_t *idx,
                            int64_t m, int64_t size) {
   CHECK_IN(x);
@@ -657,21 +944,35 @@ static tf_tensor *index_op(tf_ctx *ctx, tf_op op, tf_tensor *x, int axis, const 
   int64_t s[TF_MAX_DIM];
   memcpy(s, x->shape, sizeof s);
   s[a] = op == TF_OP_GATHER ? m : size;
-  tf_tensor *y = op == TF_OP_GATHER ? tf__alloc(ctx, x->ndim, s) : tf_zeros(ctx, x->ndim, s);
-  if (!y) return NULL;
   const int64_t ylen = s[a];
-  for (int64_t o = 0; o < outer; o++)
-    for (int64_t i = 0; i < m; i++) {
-      if (op == TF_OP_GATHER) {
-        const tf_real *src = x->data + (o * len + idx[i]) * inner;
-        tf_real *dst = y->data + (o * ylen + i) * inner;
-        memcpy(dst, src, (size_t)inner * sizeof(tf_real));
-      } else {
-        const tf_real *restrict src = x->data + (o * len + i) * inner;
-        tf_real *restrict dst = y->data + (o * ylen + idx[i]) * inner;
-        for (int64_t j = 0; j < inner; j++) dst[j] += src[j];
-      }
+  /* A scatter through a permutation is a gather through its inverse: no zeroing, no
+   * read-modify-write.  (The flows' permutation layers are exactly this case.) */
+  const int64_t *inv = op == TF_OP_SCATTER && inner == 1 ? inverse_perm(ctx, idx, m, size) : NULL;
+  if (ctx->status != TF_OK) return NULL;
+  tf_tensor *y = op == TF_OP_GATHER || inv ? tf__alloc(ctx, x->ndim, s) : tf_zeros(ctx, x->ndim, s);
+  if (!y) return NULL;
+  if (inner == 1 && (op == TF_OP_GATHER || inv)) {
+    /* the last axis: one element per index, where a memcpy per element would dominate */
+    const int64_t *ix = inv ? inv : idx;
+    for (int64_t o = 0; o < outer; o++) {
+      const tf_real *restrict xr = x->data + o * len;
+      tf_real *restrict yr = y->data + o * ylen;
+      for (int64_t i = 0; i < ylen; i++) yr[i] = xr[ix[i]];
     }
+  } else {
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t i = 0; i < m; i++) {
+        if (op == TF_OP_GATHER) {
+          const tf_real *src = x->data + (o * len + idx[i]) * inner;
+          tf_real *dst = y->data + (o * ylen + i) * inner;
+          memcpy(dst, src, (size_t)inner * sizeof(tf_real));
+        } else {
+          const tf_real *restrict src = x->data + (o * len + i) * inner;
+          tf_real *restrict dst = y->data + (o * ylen + idx[i]) * inner;
+          for (int64_t j = 0; j < inner; j++) dst[j] += src[j];
+        }
+      }
+  }
   tf_tensor *in[1] = {x};
   tf_node nd = node0(op, 1, in);
   nd.ip[0] = a;

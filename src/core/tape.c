@@ -11,22 +11,45 @@
 
 #include "core-impl.h"
 
+/* 1 if gin[i] is a tensor the rule made for this input alone: not the cotangent gy passed
+ * through (or a reshape of it: views share the data pointer), not a forward value, not another
+ * input's gradient, not caller-owned.  Accumulating into it in place is then safe: nothing else
+ * refers to it until this input's own rule runs, after every contribution has arrived. */
+static int fresh_grad(const tf_node *nd, const tf_tensor *gy, tf_tensor *const *gin, int i) {
+  const tf_tensor *g = gin[i];
+  if (g->flags & (TF_TENSOR_PERSISTENT | TF_TENSOR_EXTERNAL)) return 0;
+  if (g->data == gy->data || g->data == nd->out->data) return 0;
+  for (int j = 0; j < nd->nin; j++) {
+    if (nd->in[j] && nd->in[j]->data == g->data) return 0;
+    if (j != i && gin[j] && gin[j]->data == g->data) return 0;
+  }
+  return 1;
+}
+
 static int accumulate(tf_ctx *ctx, tf_tensor **grads, unsigned char *owned, uint32_t id,
-                      tf_tensor *g, int create_graph) {
+                      tf_tensor *g, int fresh, int create_graph) {
   if (!grads[id]) {
+    /* a fresh first contribution takes the later ones in place: no extra tensor */
     grads[id] = g;
+    owned[id] = (unsigned char)(fresh && !create_graph);
     return TF_OK;
   }
   if (create_graph) {
     grads[id] = tf_add(ctx, grads[id], g);
   } else if (owned[id]) {
     tf__acc(grads[id], g);
+  } else if (fresh) {
+    tf__acc(g, grads[id]); /* the other way round: the sum lands in the fresh tensor */
+    grads[id] = g;
+    owned[id] = 1;
   } else {
     /* the first contribution may be shared with another input (e.g. both sides of an add):
-     * copy before accumulating in place */
-    tf_tensor *c = tf_copy(ctx, grads[id]);
+     * sum into a fresh tensor (one pass, where a copy and an in-place add take two) */
+    tf_tensor *c = tf__alloc(ctx, g->ndim, g->shape);
     if (!c) return ctx->status;
-    tf__acc(c, g);
+    const tf_real *restrict a = grads[id]->data, *restrict b = g->data;
+    tf_real *restrict y = c->data;
+    for (int64_t i = 0; i < c->n; i++) y[i] = a[i] + b[i];
     grads[id] = c;
     owned[id] = 1;
   }
@@ -103,7 +126,9 @@ int tf_grad(tf_ctx *ctx, tf_tensor *y, tf_tensor *seed, int n, tf_tensor *const 
         if (ctx->status != TF_OK) break;
         for (int i = 0; i < nd->nin; i++)
           if (need[i] && gin[i])
-            if (accumulate(ctx, grads, owned, nd->in[i]->id, gin[i], create_graph)) break;
+            if (accumulate(ctx, grads, owned, nd->in[i]->id, gin[i], fresh_grad(nd, gy, gin, i),
+                           create_graph))
+              break;
         if (ctx->status != TF_OK) break;
       }
       ctx->grad_on = old_grad;

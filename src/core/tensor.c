@@ -47,6 +47,7 @@ void tf_ctx_destroy(tf_ctx *ctx) {
   if (!ctx) return;
   tf_arena_destroy(ctx->arena);
   free(ctx->nodes);
+  free(ctx->scratch);
   free(ctx);
 }
 

@@ -72,6 +72,253 @@ static void test_ieee_edges(void **state) {
   tf_ctx_destroy(ctx);
 }
 
+/* ---- float kernels: tanh, log, softplus, exp against double libm ---------------------------- */
+
+/* max |f32 op(x) - ref(x)| in units of the float32 spacing at ref(x), over n points of
+ * [lo, hi] (log-spaced if logscale; then lo > 0) */
+static double max_ulp_err(tf_tensor *(*op)(tf_ctx *, tf_tensor *), double (*ref)(double),
+                          double lo, double hi, int logscale) {
+  tf_ctx *ctx = tf_ctx_create(0);
+  const int64_t n = 400001;
+  tf_tensor *x = tf_new1(ctx, n);
+  for (int64_t i = 0; i < n; i++) {
+    const double t = (double)i / (n - 1);
+    x->data[i] = (tf_real)(logscale ? exp(log(lo) + (log(hi) - log(lo)) * t) : lo + (hi - lo) * t);
+  }
+  tf_tensor *y = op(ctx, x);
+  double worst = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const double r = ref((double)x->data[i]);
+    const float fr = (float)fabs(r);
+    const double spacing = (double)nextafterf(fr, INFINITY) - (double)fr;
+    worst = fmax(worst, fabs((double)y->data[i] - r) / spacing);
+  }
+  tf_ctx_destroy(ctx);
+  return worst;
+}
+
+static double neg_tanh(double v) { return tanh(-v); }
+static tf_tensor *op_neg_tanh(tf_ctx *ctx, tf_tensor *x) { return tf_tanh(ctx, tf_neg(ctx, x)); }
+
+static void test_kernel_ulp(void **state) {
+  (void)state;
+  /* tanh: the polynomial below 0.5493, 1 - 2/(1 + e^2x) above, both signs, tiny arguments */
+  assert_true(max_ulp_err(tf_tanh, tanh, -12, 12, 0) <= 2);
+  assert_true(max_ulp_err(tf_tanh, tanh, 0.4, 0.7, 0) <= 2); /* around the switch */
+  assert_true(max_ulp_err(tf_tanh, tanh, 1e-38, 1, 1) <= 2);
+  assert_true(max_ulp_err(op_neg_tanh, neg_tanh, 1e-38, 20, 1) <= 2);
+  /* log over the whole positive range, subnormals included */
+  assert_true(max_ulp_err(tf_log, log, 1e-45, 3e38, 1) <= 1);
+  assert_true(max_ulp_err(tf_log, log, 0.5, 2, 0) <= 1); /* near 1: cancellation-prone */
+  assert_true(max_ulp_err(tf_exp, exp, -87, 88, 0) <= 2);
+  assert_true(max_ulp_err(tf_softplus, softplus_ref, -80, 80, 0) <= 4);
+  assert_true(max_ulp_err(tf_softplus, softplus_ref, -2, 2, 0) <= 4);
+}
+
+static void test_kernel_limits(void **state) {
+  (void)state;
+  tf_ctx *ctx = tf_ctx_create(0);
+  enum { K = 12 };
+  const float v[K] = {INFINITY, -INFINITY, NAN, 0.0f, -0.0f, 100.0f, -100.0f, 1e-45f,
+                      1.0f, -1.0f, 0x1p-126f, 3.4e38f};
+  tf_tensor *x = tf_new1(ctx, K);
+  for (int i = 0; i < K; i++) x->data[i] = v[i];
+  tf_tensor *t = tf_tanh(ctx, x), *l = tf_log(ctx, x), *sp = tf_softplus(ctx, x);
+  assert_true(t->data[0] == 1 && t->data[1] == -1 && isnan(t->data[2]));
+  assert_true(t->data[3] == 0 && !signbit(t->data[3]) && t->data[4] == 0 && signbit(t->data[4]));
+  assert_true(t->data[5] == 1 && t->data[6] == -1 && t->data[7] == 1e-45f);
+  assert_true(l->data[0] == INFINITY && isnan(l->data[1]) && isnan(l->data[2]));
+  assert_true(l->data[3] == -INFINITY && l->data[4] == -INFINITY && isnan(l->data[9]));
+  assert_true(l->data[8] == 0 && !signbit(l->data[8]));
+  assert_true(fabs(l->data[7] - log(1e-45f)) < 1e-5 && fabs(l->data[10] - log(0x1p-126)) < 1e-5);
+  assert_true(fabs(l->data[11] - log(3.4e38)) < 1e-4);
+  assert_true(sp->data[0] == INFINITY && sp->data[1] == 0 && isnan(sp->data[2]));
+  assert_true(fabs(sp->data[3] - log(2.0)) < 1e-7 && sp->data[5] == 100 && sp->data[6] < 1e-43);
+  tf_ctx_destroy(ctx);
+}
+
+/* g * f^(k)(x), k = 1..4, for the families whose kernels changed, against double formulas */
+static double tanh_k(int k, double x) {
+  const double t = tanh(x), d = 1 - t * t;
+  switch (k) {
+    case 1: return d;
+    case 2: return -2 * t * d;
+    case 3: return -2 * d * (1 - 3 * t * t);
+    default: return 8 * t * d * (2 - 3 * t * t);
+  }
+}
+static double log_k(int k, double x) {
+  switch (k) {
+    case 1: return 1 / x;
+    case 2: return -1 / (x * x);
+    case 3: return 2 / (x * x * x);
+    default: return -6 / (x * x * x * x);
+  }
+}
+static double sig_k(int k, double x) {
+  const double s = sigm(x), s1 = s * (1 - s);
+  switch (k) {
+    case 0: return s;
+    case 1: return s1;
+    case 2: return s1 * (1 - 2 * s);
+    case 3: return s1 * (1 - 6 * s + 6 * s * s);
+    default: return s1 * (1 - 2 * s) * (1 - 12 * s + 12 * s * s);
+  }
+}
+static double silu_k(int k, double x) { return k * sig_k(k - 1, x) + x * sig_k(k, x); }
+
+static void test_kernel_derivatives(void **state) {
+  (void)state;
+  tf_ctx *ctx = tf_ctx_create(0);
+  const int64_t n = 20001;
+  tf_tensor *x = tf_new1(ctx, n), *g = tf_new1(ctx, n);
+  for (int64_t i = 0; i < n; i++) {
+    x->data[i] = (tf_real)(-9 + 18.0 * (double)i / (n - 1));
+    g->data[i] = (tf_real)(0.5 + (double)(i % 7) / 7);
+  }
+  tf_tensor *xp = tf_new1(ctx, n); /* log: positive arguments */
+  for (int64_t i = 0; i < n; i++) xp->data[i] = (tf_real)(0.05 + 20.0 * (double)i / (n - 1));
+  const struct {
+    tf_fn fn;
+    double (*ref)(int, double);
+    int positive;
+    double tol;
+  } fam[] = {{TF_FN_TANH, tanh_k, 0, 5e-7}, {TF_FN_LOG, log_k, 1, 2e-7},
+             /* the sigmoid formulas in s cancel (1 - 2s near s = 1/2), about 20 ulp */
+             {TF_FN_SIGMOID, sig_k, 0, 2e-6}, {TF_FN_SILU, silu_k, 0, 3e-6}};
+  for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++)
+    for (int k = 1; k <= TF_MAX_DERIV; k++) {
+      tf_tensor *in = fam[f].positive ? xp : x;
+      tf_tensor *y = tf_unary_mul(ctx, fam[f].fn, k, in, g), *y0 = tf_unary(ctx, fam[f].fn, k, in);
+      assert_non_null(y);
+      double scale = 0, worst = 0, worst0 = 0;
+      for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(fam[f].ref(k, in->data[i])));
+      for (int64_t i = 0; i < n; i++) {
+        const double r = fam[f].ref(k, in->data[i]);
+        worst = fmax(worst, fabs(y->data[i] - g->data[i] * r));
+        worst0 = fmax(worst0, fabs(y0->data[i] - r));
+      }
+      /* absolute error relative to the family's scale: the formulas in t = tanh or
+       * s = sigmoid lose relative accuracy where they are small, but not absolute */
+      if (getenv("TF_TEST_VERBOSE"))
+        print_message("f%d^(%d): %g %g (scale %g)\n", (int)fam[f].fn, k, worst / scale,
+                      worst0 / scale, scale);
+      if (!(worst < 1.5 * fam[f].tol * scale && worst0 < fam[f].tol * scale))
+        fail_msg("%s^(%d): max error %g (%g without g), scale %g", fam[f].fn == TF_FN_TANH ? "tanh"
+                 : fam[f].fn == TF_FN_LOG ? "log" : fam[f].fn == TF_FN_SIGMOID ? "sigmoid" : "silu",
+                 k, worst, worst0, scale);
+    }
+  tf_ctx_destroy(ctx);
+}
+
+/* ---- matmul: every transpose combination, edge sizes, against a double reference ----------- */
+
+static void test_matmul_f32(void **state) {
+  (void)state;
+  const int64_t Ms[] = {1, 3, 8, 9, 37}, Ns[] = {1, 5, 16, 17, 32, 33, 48, 65}, Ks[] = {1, 7, 300};
+  tf_rng r;
+  tf_rng_init(&r, 7, 0, TF_RNG_TEST, 3);
+  tf_ctx *ctx = tf_ctx_create(0);
+  for (size_t a = 0; a < 5; a++)
+    for (size_t b = 0; b < 8; b++)
+      for (size_t c = 0; c < 3; c++)
+        for (int ta = 0; ta <= 1; ta++)
+          for (int tb = 0; tb <= 1; tb++) {
+            const int64_t M = Ms[a], N = Ns[b], K = Ks[c];
+            tf_tensor *A = ta ? tf_new2(ctx, K, M) : tf_new2(ctx, M, K);
+            tf_tensor *B = tb ? tf_new2(ctx, N, K) : tf_new2(ctx, K, N);
+            tf_rng_fill_normal(&r, A, 0, 1);
+            tf_rng_fill_normal(&r, B, 0, 1);
+            tf_tensor *C = tf_matmul(ctx, A, B, ta, tb);
+            assert_non_null(C);
+            assert_true(C->shape[0] == M && C->shape[1] == N);
+            for (int64_t i = 0; i < M; i++)
+              for (int64_t j = 0; j < N; j++) {
+                double ref = 0, mag = 0;
+                for (int64_t k = 0; k < K; k++) {
+                  const double av = ta ? A->data[k * M + i] : A->data[i * K + k];
+                  const double bv = tb ? B->data[j * K + k] : B->data[k * N + j];
+                  ref += av * bv;
+                  mag += fabs(av * bv);
+                }
+                if (!(fabs(C->data[i * N + j] - ref) <= 1e-6 * (mag + 1e-30) * 4))
+                  fail_msg("matmul %lldx%lldx%lld ta=%d tb=%d: C[%lld,%lld] = %g, want %g",
+                           (long long)M, (long long)N, (long long)K, ta, tb, (long long)i,
+                           (long long)j, (double)C->data[i * N + j], ref);
+              }
+            tf_ctx_reset(ctx);
+          }
+  /* NaN and Inf reach exactly the outputs they should (no padding lanes leak) */
+  tf_tensor *A = tf_full(ctx, 2, (int64_t[]){3, 4}, 1.0);
+  tf_tensor *B = tf_full(ctx, 2, (int64_t[]){4, 33}, 1.0);
+  A->data[1 * 4 + 2] = NAN;
+  B->data[0 * 33 + 32] = INFINITY;
+  tf_tensor *C = tf_matmul(ctx, A, B, 0, 0);
+  for (int64_t i = 0; i < 3; i++)
+    for (int64_t j = 0; j < 33; j++) {
+      const tf_real v = C->data[i * 33 + j];
+      if (i == 1) assert_true(isnan(v));
+      else if (j == 32) assert_true(v == INFINITY);
+      else assert_true(v == 4);
+    }
+  tf_ctx_destroy(ctx);
+}
+
+/* ---- structure ops: the fast paths against naive loops ----------------------------------- */
+
+static void fill_seq(tf_tensor *t, double a) {
+  for (int64_t i = 0; i < t->n; i++) t->data[i] = (tf_real)(a * (double)((i * 37) % 101) - 3);
+}
+
+static void test_broadcast_and_index_paths(void **state) {
+  (void)state;
+  tf_ctx *ctx = tf_ctx_create(0);
+  enum { N = 6, D = 5 };
+  tf_tensor *a = tf_new2(ctx, N, D), *col = tf_new2(ctx, N, 1), *row = tf_new1(ctx, D);
+  fill_seq(a, 0.25);
+  fill_seq(col, 0.5);
+  fill_seq(row, 0.75);
+  for (int z = 0; z < N; z++) col->data[z] += col->data[z] == 0 ? 1 : 0; /* divisors */
+  for (int z = 0; z < D; z++) row->data[z] += row->data[z] == 0 ? 1 : 0;
+  tf_tensor *y1 = tf_div(ctx, a, col), *y2 = tf_sub(ctx, col, a), *y3 = tf_div(ctx, row, a),
+            *y4 = tf_mul(ctx, a, row), *e1 = tf_expand(ctx, col, 2, a->shape),
+            *e2 = tf_expand(ctx, row, 2, a->shape);
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j < D; j++) {
+      const tf_real u = a->data[i * D + j], c = col->data[i], w = row->data[j];
+      assert_true(y1->data[i * D + j] == u / c && y2->data[i * D + j] == c - u);
+      assert_true(y3->data[i * D + j] == w / u && y4->data[i * D + j] == u * w);
+      assert_true(e1->data[i * D + j] == c && e2->data[i * D + j] == w);
+    }
+  /* last-axis gather, scatter through a permutation and through repeated indices */
+  static const int64_t perm[D] = {3, 0, 4, 1, 2}, rep[D] = {1, 1, 0, 4, 1};
+  static const int64_t p0[N] = {2, 0, 1, 5, 3, 4};
+  tf_tensor *g = tf_gather(ctx, a, -1, perm, D), *sp = tf_scatter_add(ctx, a, -1, perm, D, D),
+            *sr = tf_scatter_add(ctx, a, -1, rep, D, D), *s0 = tf_scatter_add(ctx, a, 0, p0, N, N);
+  for (int i = 0; i < N; i++) {
+    tf_real want[D] = {0};
+    for (int j = 0; j < D; j++) {
+      assert_true(g->data[i * D + j] == a->data[i * D + perm[j]]);
+      assert_true(sp->data[i * D + perm[j]] == a->data[i * D + j]);
+      want[rep[j]] += a->data[i * D + j];
+    }
+    for (int j = 0; j < D; j++) assert_true(sr->data[i * D + j] == want[j]);
+  }
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j < D; j++) assert_true(s0->data[p0[i] * D + j] == a->data[i * D + j]);
+  /* pad with zeros on both sides, on the left only, on the right only */
+  const int64_t starts[3] = {2, 0, 4};
+  for (int c = 0; c < 3; c++) {
+    tf_tensor *p = tf_pad(ctx, a, starts[c], D + 4);
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < D + 4; j++) {
+        const int64_t k = j - starts[c];
+        assert_true(p->data[i * (D + 4) + j] == (k >= 0 && k < D ? a->data[i * D + k] : 0));
+      }
+  }
+  tf_ctx_destroy(ctx);
+}
+
 /* 2-layer MLP y = W2 silu(W1 x + b1) + b2, loss = mean(y^2): float32 engine vs double by hand. */
 static void test_mlp_grad_f32_vs_double(void **state) {
   (void)state;
@@ -140,6 +387,11 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kernel_accuracy),
       cmocka_unit_test(test_ieee_edges),
+      cmocka_unit_test(test_kernel_ulp),
+      cmocka_unit_test(test_kernel_limits),
+      cmocka_unit_test(test_kernel_derivatives),
+      cmocka_unit_test(test_matmul_f32),
+      cmocka_unit_test(test_broadcast_and_index_paths),
       cmocka_unit_test(test_mlp_grad_f32_vs_double),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,5 @@
-/* test_rng.c — Philox streams: reproducibility, separation by name, distribution moments. */
+/* test_rng.c — Philox streams: reproducibility, separation by name, distribution moments, and
+ * the batched fills against scalar calls and libm. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <cmocka.h>
 
 #include "tradeflow/rng.h"
+#include "tradeflow/tensor.h"
 
 static void test_same_key_same_stream(void **state) {
   (void)state;
@@ -118,6 +120,108 @@ static void test_below_and_permutation(void **state) {
   for (int i = 0; i < 100; i++) assert_int_equal(seen[i], 1);
 }
 
+/* The fills are batched; they must give exactly the values of the same number of scalar calls
+ * and leave the stream where those calls would, whatever the split into calls, the parity of
+ * the lengths, a pending spare normal or a partly used Philox block. */
+static void test_fills_match_scalar_calls(void **state) {
+  (void)state;
+  enum { N = 1001 };
+  static double ref[N], got[N];
+  static const int64_t splits[][4] = {{N, 0, 0, 0}, {1, 1000, 0, 0}, {2, 333, 666, 0},
+                                      {129, 128, 3, 741}, {0, 7, 0, 994}};
+  for (int pre = 0; pre < 3; pre++) /* 0, 1 or 3 words consumed before the normals */
+    for (size_t sp = 0; sp < sizeof splits / sizeof splits[0]; sp++) {
+      tf_rng a, b;
+      tf_rng_init(&a, 77, 2, TF_RNG_LATENT, 9);
+      for (int w = 0; w < (pre == 2 ? 3 : pre); w++) tf_rng_u32(&a);
+      b = a;
+      for (int i = 0; i < N; i++) ref[i] = tf_rng_normal(&a);
+      int64_t off = 0;
+      for (int k = 0; k < 4; k++) {
+        tf_rng_fill_normal_d(&b, got + off, splits[sp][k]);
+        off += splits[sp][k];
+      }
+      assert_int_equal(off, N);
+      for (int i = 0; i < N; i++) assert_true(got[i] == ref[i]);
+      /* the streams continue identically: normals (spare state) and raw words */
+      assert_true(tf_rng_normal(&a) == tf_rng_normal(&b));
+      assert_true(tf_rng_normal(&a) == tf_rng_normal(&b));
+      for (int i = 0; i < 9; i++) assert_int_equal(tf_rng_u32(&a), tf_rng_u32(&b));
+    }
+  /* tensor fills: float values of the same doubles, mean and sd applied in double */
+  tf_ctx *ctx = tf_ctx_create(0);
+  tf_tensor *t = tf_new1(ctx, 517), *u = tf_new1(ctx, 517);
+  tf_rng a, b;
+  tf_rng_init(&a, 5, 0, TF_RNG_TEST, 4);
+  b = a;
+  tf_rng_fill_normal(&b, t, 0.5, 2.0);
+  tf_rng_fill_uniform(&b, u, -1.0, 3.0);
+  for (int64_t i = 0; i < t->n; i++)
+    assert_true(t->data[i] == (tf_real)(0.5 + 2.0 * tf_rng_normal(&a)));
+  for (int64_t i = 0; i < u->n; i++)
+    assert_true(u->data[i] == (tf_real)(-1.0 + 4.0 * tf_rng_uniform(&a)));
+  assert_true(tf_rng_normal(&a) == tf_rng_normal(&b));
+  tf_ctx_destroy(ctx);
+}
+
+/* Box-Muller with the vectorised log and cos/sin against libm in double, from the same words:
+ * z = sqrt(-2 log u1) (cos, sin)(2 pi u2), u = ((w0 2^32 + w1) >> 12 + 1/2) 2^-52. */
+static void test_normals_against_libm(void **state) {
+  (void)state;
+  enum { N = 200000 };
+  static double z[N];
+  tf_rng a, w;
+  tf_rng_init(&a, 1234, 0, TF_RNG_TEST, 8);
+  w = a;
+  tf_rng_fill_normal_d(&a, z, N);
+  double worst = 0;
+  for (int i = 0; i < N; i += 2) {
+    uint64_t h = tf_rng_u64(&w), l = tf_rng_u64(&w);
+    const double u1 = ((double)(h >> 12) + 0.5) * 0x1p-52, u2 = ((double)(l >> 12) + 0.5) * 0x1p-52;
+    const double rad = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+    /* th carries a rounding error of 2 pi u2 (up to 4e-16 absolute), hence the rad term */
+    const double tol = 4e-16 * (1 + rad) + 1e-15 * rad;
+    worst = fmax(worst, fmax(fabs(z[i] - rad * cos(th)), fabs(z[i + 1] - rad * sin(th))) / tol);
+  }
+  assert_true(worst <= 1);
+  /* the largest possible radius is sqrt(-2 log 2^-53) = 8.57 */
+  for (int i = 0; i < N; i++) assert_true(isfinite(z[i]) && fabs(z[i]) < 8.58);
+}
+
+static void test_fill_normal_moments(void **state) {
+  (void)state;
+  enum { N = 1 << 20 };
+  tf_ctx *ctx = tf_ctx_create(0);
+  tf_tensor *t = tf_new1(ctx, N);
+  tf_rng r;
+  tf_rng_init(&r, 4242, 3, TF_RNG_LATENT, 1);
+  tf_rng_fill_normal(&r, t, 0, 1);
+  double m[5] = {0};
+  int64_t tail = 0;
+  for (int64_t i = 0; i < N; i++) {
+    const double v = t->data[i];
+    m[1] += v;
+    m[2] += v * v;
+    m[3] += v * v * v;
+    m[4] += v * v * v * v;
+    tail += fabs(v) > 3;
+  }
+  for (int k = 1; k <= 4; k++) m[k] /= N;
+  assert_true(fabs(m[1]) < 5 * sqrt(1.0 / N));
+  assert_true(fabs(m[2] - 1) < 5 * sqrt(2.0 / N));
+  assert_true(fabs(m[3]) < 5 * sqrt(15.0 / N));
+  assert_true(fabs(m[4] - 3) < 5 * sqrt(96.0 / N));
+  /* P(|z| > 3) = 0.0026998; binomial standard error, 5 sigma */
+  const double p3 = 0.0026997960632601866;
+  assert_true(fabs((double)tail / N - p3) < 5 * sqrt(p3 * (1 - p3) / N));
+  /* determinism: the same name gives the same tensor */
+  tf_tensor *t2 = tf_new1(ctx, N);
+  tf_rng_init(&r, 4242, 3, TF_RNG_LATENT, 1);
+  tf_rng_fill_normal(&r, t2, 0, 1);
+  for (int64_t i = 0; i < N; i++) assert_true(t->data[i] == t2->data[i]);
+  tf_ctx_destroy(ctx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_key_same_stream),
@@ -125,6 +229,9 @@ int main(void) {
       cmocka_unit_test(test_uniform_range_and_moments),
       cmocka_unit_test(test_normal_moments),
       cmocka_unit_test(test_below_and_permutation),
+      cmocka_unit_test(test_fills_match_scalar_calls),
+      cmocka_unit_test(test_normals_against_libm),
+      cmocka_unit_test(test_fill_normal_moments),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
