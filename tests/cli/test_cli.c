@@ -120,7 +120,6 @@ static void test_train_sample_eval(void **state) {
   /* the sample file is reproducible from its seed */
   assert_int_equal(run("sample run_a/checkpoint.h5 --n 3000 --condition 0.7 --out s2.h5 "
                        "--batch 1000"), 0);
-  assert_int_equal(system(NULL) != 0, 1);
   char cmp[1200];
   snprintf(cmp, sizeof cmp, "h5diff -q '%s/s.h5' '%s/s2.h5' /x /x >/dev/null", dir, dir);
   if (system("command -v h5diff >/dev/null 2>&1") == 0) assert_int_equal(system(cmp), 0);
