@@ -47,6 +47,12 @@ typedef struct {
   double c0;
 } tf_dataset;
 
+/* log p(x_i | c_i) (nats) of rows[0..n) of a data set (rows NULL: rows 0..n-1) into
+ * log_p[0..n), evaluated in chunks with recording off; resets ctx.  A non-finite density is
+ * returned as is (the caller decides); TF_OK or the context's error. */
+int tf_dataset_log_prob(tf_flow *flow, tf_ctx *ctx, const tf_dataset *data, const int64_t *rows,
+                        int64_t n, double *log_p);
+
 typedef struct {
   int64_t steps;            /* total optimizer steps of the run (resumes count from the file) */
   int64_t batch;            /* minibatch size */

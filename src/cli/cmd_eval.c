@@ -12,7 +12,7 @@
 #include "cli.h"
 #include "tradeflow/error.h"
 
-enum { CHUNK = 8192, N_BOOT = 200 };
+enum { N_BOOT = 200 };
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -111,18 +111,9 @@ int tf_cli_eval(int argc, char **argv) {
     tf_error(TF_ENOMEM, "out of memory");
     goto fail;
   }
-  tf_ctx_set_grad(ctx, 0);
-  for (int64_t i0 = 0; i0 < n; i0 += CHUNK) {
-    const int64_t k = n - i0 < CHUNK ? n - i0 : CHUNK;
-    tf_ctx_reset(ctx);
-    tf_tensor *xt = tf_new2(ctx, k, d), *ct = tf_new2(ctx, k, 1);
-    if (!xt || !ct) goto fail;
-    for (int64_t j = 0; j < k * d; j++) xt->data[j] = (tf_real)x[i0 * d + j];
-    for (int64_t j = 0; j < k; j++) ct->data[j] = (tf_real)(c ? c[i0 + j] : cond);
-    tf_tensor *lp = tf_flow_log_prob(m.flow, ctx, xt, m.fc.conditional ? ct : NULL);
-    if (!lp) goto fail;
-    for (int64_t j = 0; j < k; j++) nll[i0 + j] = -(double)lp->data[j];
-  }
+  tf_dataset ds = {n, d, x, c, c ? 0 : cond};
+  if (tf_dataset_log_prob(m.flow, ctx, &ds, NULL, n, nll) != TF_OK) goto fail;
+  for (int64_t i = 0; i < n; i++) nll[i] = -nll[i];
   double mean = 0, m2 = 0;
   int64_t bad = 0;
   for (int64_t i = 0; i < n; i++) {

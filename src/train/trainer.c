@@ -2,7 +2,7 @@
  *
  * Exported: tf_train_defaults, tf_trainer_create, tf_trainer_destroy, tf_trainer_resume,
  *           tf_trainer_run, tf_trainer_val_nll, tf_trainer_step, tf_trainer_skipped,
- *           tf_trainer_stopped, tf_trainer_last_loss, tf_train_request_stop,
+ *           tf_trainer_stopped, tf_trainer_last_loss, tf_dataset_log_prob, tf_train_request_stop,
  *           tf_train_install_signals.
  *
  * Exact resumption rests on three choices: the batch of a step is a function of the step
@@ -239,39 +239,55 @@ static const int64_t *batch_rows(tf_trainer *t, int64_t step) {
   return t->epoch_perm + b * B;
 }
 
-/* x (n, D) and c (n, 1) tensors of the given rows, in the network precision */
-static void gather_rows(tf_trainer *t, const int64_t *rows, int64_t n, tf_tensor **x,
-                        tf_tensor **c) {
-  const int64_t D = t->data.d;
-  *x = tf_new2(t->ctx, n, D);
-  *c = t->conditional ? tf_new2(t->ctx, n, 1) : NULL;
-  if (!*x || (t->conditional && !*c)) return;
+/* x (n, D) and c (n, 1) (NULL for an unconditional flow) tensors of rows[0..n), or of rows
+ * first..first+n-1 when rows is NULL, in the network precision */
+static void gather_rows(tf_ctx *ctx, const tf_dataset *d, int conditional, const int64_t *rows,
+                        int64_t first, int64_t n, tf_tensor **x, tf_tensor **c) {
+  const int64_t D = d->d;
+  *x = tf_new2(ctx, n, D);
+  *c = conditional ? tf_new2(ctx, n, 1) : NULL;
+  if (!*x || (conditional && !*c)) return;
   for (int64_t i = 0; i < n; i++) {
-    const double *src = t->data.x + rows[i] * D;
+    const int64_t r = rows ? rows[i] : first + i;
+    const double *src = d->x + r * D;
     for (int64_t j = 0; j < D; j++) (*x)->data[i * D + j] = (tf_real)src[j];
-    if (*c) (*c)->data[i] = (tf_real)(t->data.c ? t->data.c[rows[i]] : t->data.c0);
+    if (*c) (*c)->data[i] = (tf_real)(d->c ? d->c[r] : d->c0);
   }
+}
+
+int tf_dataset_log_prob(tf_flow *flow, tf_ctx *ctx, const tf_dataset *data, const int64_t *rows,
+                        int64_t n, double *log_p) {
+  const int conditional = tf_flow_get_config(flow)->conditional;
+  const int grad = tf_ctx_set_grad(ctx, 0);
+  int rc = TF_OK;
+  for (int64_t i0 = 0; i0 < n && rc == TF_OK; i0 += VAL_CHUNK) {
+    const int64_t m = n - i0 < VAL_CHUNK ? n - i0 : VAL_CHUNK;
+    tf_ctx_reset(ctx);
+    tf_tensor *x, *c;
+    gather_rows(ctx, data, conditional, rows ? rows + i0 : NULL, i0, m, &x, &c);
+    tf_tensor *lp = tf_flow_log_prob(flow, ctx, x, c);
+    if (!lp) {
+      rc = tf_ctx_status(ctx) ? tf_ctx_status(ctx) : TF_EINVAL;
+      break;
+    }
+    for (int64_t i = 0; i < m; i++) log_p[i0 + i] = (double)lp->data[i];
+  }
+  tf_ctx_reset(ctx);
+  tf_ctx_set_grad(ctx, grad);
+  return rc;
 }
 
 double tf_trainer_val_nll(tf_trainer *t) {
   const int64_t *rows = t->n_val ? t->val_rows : t->train_rows;
   const int64_t n = t->n_val ? t->n_val : t->n_train;
-  const int grad = tf_ctx_set_grad(t->ctx, 0);
-  double sum = 0;
-  for (int64_t i0 = 0; i0 < n; i0 += VAL_CHUNK) {
-    const int64_t m = n - i0 < VAL_CHUNK ? n - i0 : VAL_CHUNK;
-    tf_ctx_reset(t->ctx);
-    tf_tensor *x, *c;
-    gather_rows(t, rows + i0, m, &x, &c);
-    tf_tensor *lp = tf_flow_log_prob(t->flow, t->ctx, x, c);
-    if (!lp) {
-      sum = NAN;
-      break;
-    }
-    for (int64_t i = 0; i < m; i++) sum -= (double)lp->data[i];
+  double *lp = malloc((size_t)n * sizeof *lp);
+  if (!lp || tf_dataset_log_prob(t->flow, t->ctx, &t->data, rows, n, lp) != TF_OK) {
+    free(lp);
+    return NAN;
   }
-  tf_ctx_reset(t->ctx);
-  tf_ctx_set_grad(t->ctx, grad);
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) sum -= lp[i];
+  free(lp);
   return sum / (double)n;
 }
 
@@ -339,7 +355,8 @@ static void validate(tf_trainer *t) {
 static int train_step(tf_trainer *t, int *bad) {
   tf_ctx_reset(t->ctx);
   tf_tensor *x, *c;
-  gather_rows(t, batch_rows(t, t->step), t->cfg.batch, &x, &c);
+  gather_rows(t->ctx, &t->data, t->conditional, batch_rows(t, t->step), 0, t->cfg.batch,
+              &x, &c);
   tf_tensor *loss = tf_scale(t->ctx, tf_mean_all(t->ctx, tf_flow_log_prob(t->flow, t->ctx, x, c)), -1);
   if (!loss) return tf_error(tf_ctx_status(t->ctx), "step %lld: %s", (long long)t->step,
                              tf_errmsg());
@@ -370,7 +387,8 @@ int tf_trainer_run(tf_trainer *t) {
   if (!t->resumed && t->step == 0 && tf_flow_get_config(t->flow)->actnorm) {
     tf_ctx_reset(t->ctx);
     tf_tensor *x, *c;
-    gather_rows(t, batch_rows(t, 0), cfg->batch, &x, &c);
+    gather_rows(t->ctx, &t->data, t->conditional, batch_rows(t, 0), 0, cfg->batch, &x,
+                &c);
     int rc = tf_flow_data_init(t->flow, t->ctx, x, c);
     if (rc != TF_OK) return rc;
   }
