@@ -425,7 +425,7 @@ typedef struct {
   tf_flow *f;
   tf_optim *opt;
   tf_ctx *ctx;
-  tf_tensor *x, *c;
+  tf_tensor *x, *c, *target;
   tf_rng rng;
   double loss;
 } flow_state;
@@ -436,6 +436,7 @@ static void flow_free(flow_state *s) {
   tf_params_destroy(s->p);
   tf_tensor_destroy(s->x);
   tf_tensor_destroy(s->c);
+  tf_tensor_destroy(s->target);
   tf_ctx_destroy(s->ctx);
 }
 
@@ -456,10 +457,12 @@ static int flow_setup(const bench_opts *o, flow_state *s) {
     return 1;
   s->x = tf_tensor_create(2, (int64_t[]){FLOW_BATCH, FLOW_D});
   s->c = tf_tensor_create(2, (int64_t[]){FLOW_BATCH, 1});
-  if (!s->x || !s->c) return 1;
+  s->target = tf_tensor_create(2, (int64_t[]){FLOW_BATCH, 1});
+  if (!s->x || !s->c || !s->target) return 1;
   tf_rng_init(&s->rng, o->seed, 0, TF_RNG_DATA, 0);
   tf_rng_fill_normal(&s->rng, s->x, 0, 1);
   tf_rng_fill_uniform(&s->rng, s->c, 0.5, 2.0);
+  tf_rng_fill_normal(&s->rng, s->target, 0, 1);
   tf_rng_init(&s->rng, o->seed, 0, TF_RNG_LATENT, 0);
   return 0;
 }
@@ -492,6 +495,22 @@ static int sample_fn(void *p) {
   return 0;
 }
 
+/* trade_step: the TRADE residual r = d/dc log p(x | c) - target at fixed x (forward mode:
+ * a tangent of ones on c), loss mean(r^2), backward through the tangent, Adam. */
+static int trade_step_fn(void *p) {
+  flow_state *s = p;
+  tf_ctx_reset(s->ctx);
+  tf_tensor *c = tf_copy(s->ctx, s->c);
+  tf_tensor *one = tf_full(s->ctx, 2, (int64_t[]){FLOW_BATCH, 1}, 1.0);
+  if (!c || !one || tf_set_tangent(s->ctx, c, one)) return 1;
+  tf_tensor *lp = tf_flow_log_prob(s->f, s->ctx, s->x, c);
+  tf_tensor *dlp = lp ? tf_tangent(s->ctx, lp) : NULL;
+  tf_tensor *loss = tf_mean_all(s->ctx, tf_square(s->ctx, tf_sub(s->ctx, dlp, s->target)));
+  if (!loss || tf_params_backward(s->p, s->ctx, loss)) return 1;
+  s->loss = loss->data[0];
+  return tf_optim_step(s->opt, tf_params_values(s->p), tf_params_grads(s->p), 1e-4, NULL);
+}
+
 static int bench_flow_case(const bench_opts *o, bench_out *out, const char *name, step_fn fn,
                            double flops) {
   flow_state s;
@@ -522,6 +541,12 @@ static int bench_nll_step(const bench_opts *o, bench_out *out) {
   return bench_flow_case(o, out, "nll_step", nll_step_fn, 3 * flow_fwd_flops());
 }
 
+/* forward, tangent (one more matmul per layer), and the reverse pass through both (about
+ * twice each): about six forward passes of matmul flops */
+static int bench_trade_step(const bench_opts *o, bench_out *out) {
+  return bench_flow_case(o, out, "trade_step", trade_step_fn, 6 * flow_fwd_flops());
+}
+
 static int bench_sample(const bench_opts *o, bench_out *out) {
   return bench_flow_case(o, out, "sample", sample_fn, flow_fwd_flops());
 }
@@ -546,7 +571,11 @@ static const bench_case CASES[] = {
      bench_nll_step},
     {"sample", "bench", "the nll_step flow: 1024 samples through the inverse with log p",
      bench_sample},
-    /* next: trade_step, mpi_weak */
+    {"trade_step", "bench",
+     "the nll_step flow: TRADE residual d/dc log p (forward mode) against a target, "
+     "mean square, backward, Adam",
+     bench_trade_step},
+    /* next: mpi_weak */
 };
 enum { N_CASES = sizeof CASES / sizeof CASES[0] };
 

@@ -203,6 +203,31 @@ def bench_nll_step(opts):
             "loss": float(out["loss"])}
 
 
+def bench_trade_step(opts):
+    torch, params, log_prob, _, x, c, g = _flow(opts)
+    target = torch.randn(FLOW_BATCH, 1, generator=g)
+    opt = torch.optim.Adam(params, lr=1e-4)
+    out = {}
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        cc = c.detach().clone().requires_grad_()
+        lp = log_prob(x, cc)
+        # d/dc log p at fixed x: each row's log p depends only on its own c
+        (dlp,) = torch.autograd.grad(lp.sum(), cc, create_graph=True)
+        loss = ((dlp - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+        out["loss"] = loss
+
+    t = bench_time(opts, step)
+    flops = 6 * _flow_flops()
+    return {"torch_ms": t["ms"], "min_ms": t["min_ms"], "max_ms": t["max_ms"],
+            "steps": t["steps"], "reps": t["reps"],
+            "gflops": flops / (t["ms"] * 1e-3) / 1e9, "flops": flops,
+            "loss": float(out["loss"])}
+
+
 def bench_sample(opts):
     torch, _, _, sample, _, c, g = _flow(opts)
     out = {}
@@ -225,7 +250,8 @@ CASES = {
     "mlp": (bench_mlp, "MLP fwd+bwd, batch 1024, 33-128-128-64, SiLU, loss mean(y^2)"),
     "nll_step": (bench_nll_step, "conditional affine-coupling flow D=64, 8 blocks: fwd, bwd, Adam"),
     "sample": (bench_sample, "the nll_step flow: 1024 samples through the inverse with log p"),
-    # next: trade_step, mpi_weak
+    "trade_step": (bench_trade_step, "the nll_step flow: TRADE residual d/dc log p, mean square, bwd, Adam"),
+    # next: mpi_weak
 }
 
 

@@ -29,7 +29,8 @@
  * carries d/dc of itself — d/dc log p(x | c) at fixed x is what TRADE needs.  Spline bin
  * choices are piecewise constant in every input, so these derivatives are exact.
  *
- * Base: N(0, I), or N(0, c I) with latent temperature scaling (cfg.base_temperature = 1).
+ * Base: N(0, I), or with latent temperature scaling (cfg.base_temperature = 1) N(0, c I) for a
+ * temperature c, N(0, I / c) for an inverse temperature (cfg.base_inverse = 1).
  *
  * Units and conventions: log-densities in nats, per sample, shape (N, 1).
  * Ownership: the flow declares its parameters in the caller's tf_params (which owns them) and
@@ -59,6 +60,11 @@ typedef struct {
   double clamp;         /* soft clamp k of s = k tanh(s_raw / k); <= 0: no clamp */
   int permute;          /* 1: a fixed random permutation before each block; 0: reverse order */
   int base_temperature; /* 1: base N(0, c I); 0: N(0, I) */
+  int base_inverse;     /* with base_temperature: 1 gives N(0, I / c) (c an inverse
+                           temperature, beta), 0 gives N(0, c I) (c a temperature) */
+  int subnet_condition; /* 1 (default): e(c) feeds the subnets; 0: c enters only through the
+                           base (needs base_temperature = 1): the "latent temperature scaling"
+                           baseline, a flow trained at c0 and moved to c by its base alone */
   int coupling;         /* tf_coupling_kind */
   int spline_bins;      /* K >= 2 (spline) */
   double spline_bound;  /* B > 0 (spline): the spline acts on [-B, B] */

@@ -72,7 +72,7 @@ const char *tf_h5_version(void);
  */
 
 #define TF_CHECKPOINT_RNG_WORDS 8  /* rng_pos entries */
-#define TF_CHECKPOINT_MAX_EXTRA 32 /* extra named scalars */
+#define TF_CHECKPOINT_MAX_EXTRA 256 /* extra named scalars (TRADE: 3 per grid point) */
 #define TF_CHECKPOINT_KEY_LEN 64   /* extra key and model name, including the NUL */
 
 typedef enum { TF_META_F64 = 0, TF_META_I64 = 1 } tf_meta_kind;

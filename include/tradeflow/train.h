@@ -33,6 +33,7 @@
 #include "tradeflow/flow.h"
 #include "tradeflow/optim.h"
 #include "tradeflow/params.h"
+#include "tradeflow/physics.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,6 +54,76 @@ typedef struct {
 int tf_dataset_log_prob(tf_flow *flow, tf_ctx *ctx, const tf_dataset *data, const int64_t *rows,
                         int64_t n, double *log_p);
 
+/* ---- losses (DESIGN.md section 4) ------------------------------------------------------------
+ * Notation: E(x, c) = -log q(x | c) from the physics module, A = dE/dc.
+ *   NLL          -mean log p(x | c) over the data (the boundary term of most losses).
+ *   TRADE        boundary + lambda(step) * mean penalty(r), r(x, c) = d/dc log p(x | c) + A(x, c)
+ *                - <A>_c, d/dc log p by forward mode at fixed x:
+ *     grid       c on grid_points log-spaced values in [c_min, c_max] plus c0; every `refresh`
+ *                steps, `grid_samples` flow samples per grid point give <A>_c by self-
+ *                normalised importance sampling (exponentially averaged with weight `ema` on the
+ *                old value), the Kish ESS and the running residual loss L_k of the point.  Each
+ *                step draws `points` evaluation points x ~ p(.|c_k) (detached), the grid point k
+ *                with probability ∝ exp(-causality * S_k), S_k = sum of L_j over the points
+ *                between c0 and c_k (c0 included, c_k not);
+ *     continuous `groups` conditions per step drawn log-uniformly from a range that widens
+ *                linearly in log c from c0 to [c_min, c_max] over `widen_steps`; evaluation
+ *                points (points / groups per condition) are flow samples at c0 (or data rows
+ *                at c0) reweighted to c: weights ω ∝ q(x | c) / p(x | c0) (data: / q(x | c0)),
+ *                <A>_c = sum ω A, loss = sum ω penalty(r).
+ *     boundary   NLL on the data at c0, or reverse KL at c0 with `boundary_batch` samples.
+ *     energy_free  no physics: q(x | c) = p(x | c0)^(c0 / c) (c a temperature) or
+ *                p(x | c0)^(c / c0) (c an inverse temperature), p the flow itself, detached.
+ *     lambda     0 for `lambda_warmup` steps, then a cosine ramp to `lambda` over `lambda_ramp`
+ *                steps; `adaptive` multiplies it by a running average of |g_boundary|/|g_trade|.
+ *   REVERSE_KL   mean[log p(x | c) + E(x, c)], x = g(z; c), c log-uniform in [c_min, c_max],
+ *                `points` samples per step; no data.
+ *   REWEIGHT     NLL at c0 plus, for `groups` conditions c log-uniform in [c_min, c_max], the
+ *                NLL of the batch (split into groups) reweighted from its own c to c by
+ *                self-normalised weights ∝ q(x | c) / q(x | c_i).
+ * Penalties: SQUARE r^2; HUBER r^2 / 2 for |r| < delta, delta (|r| - delta / 2) beyond; with
+ * log_residual (the default) they apply to c r, the residual of the identity in log c: the same
+ * fixed point, but low-c points no longer dominate the loss by their 1/c^2 scale. */
+typedef enum { TF_LOSS_NLL = 0, TF_LOSS_TRADE, TF_LOSS_REVERSE_KL, TF_LOSS_REWEIGHT } tf_loss_kind;
+typedef enum { TF_TRADE_GRID = 0, TF_TRADE_CONTINUOUS = 1 } tf_trade_variant;
+typedef enum { TF_BOUNDARY_NLL = 0, TF_BOUNDARY_RKL = 1 } tf_boundary_kind;
+typedef enum { TF_PENALTY_SQUARE = 0, TF_PENALTY_HUBER = 1 } tf_penalty_kind;
+
+typedef struct {
+  int kind;                  /* tf_loss_kind */
+  const tf_physics *physics; /* borrowed; needed except for NLL and energy-free TRADE */
+  double c_min, c_max, c0;   /* condition range and boundary value, 0 < c_min <= c0 <= c_max */
+  int boundary;              /* tf_boundary_kind (TRADE) */
+  int64_t boundary_batch;    /* reverse-KL samples at c0 per step */
+  int variant;               /* tf_trade_variant */
+  int grid_points;           /* K >= 2 (c0 is added when it is not among them) */
+  int64_t grid_samples;      /* flow samples per grid point and refresh */
+  int64_t refresh;           /* steps between refreshes of <A>_c, ESS and L_k */
+  double ema;                /* weight of the old <A>_c, [0, 1) */
+  double causality;          /* epsilon >= 0 of the causality weights; 0: uniform */
+  int64_t points;            /* TRADE evaluation points / reverse-KL samples per step */
+  int64_t groups;            /* conditions per step (continuous, reweight) */
+  int64_t widen_steps;       /* continuous: steps until the full range is reached */
+  int continuous_data;       /* continuous: evaluation points from the data (1) or flow (0) */
+  int log_residual;          /* 1: penalise c r = d/dlog c log p + c (A - <A>_c), the residual
+                                of the same identity in log c (scale-free across the range) */
+  int penalty;               /* tf_penalty_kind */
+  double huber_delta;
+  double lambda;
+  int64_t lambda_warmup, lambda_ramp;
+  int adaptive;
+  int energy_free;
+  int energy_free_inverse;   /* energy_free: c is an inverse temperature (1) or temperature */
+} tf_loss_config;
+
+/* NLL; TRADE settings: grid of 16 points, 512 samples, refresh 10, ema 0.9, causality 1,
+ * 256 points, 4 groups, widen over 1000 steps, squared penalty (Huber delta 1), lambda 1 after
+ * 200 warm-up steps ramped over 500, reverse-KL boundary batch 256. */
+tf_loss_config tf_loss_defaults(void);
+
+/* 1 if the loss trains on data (NLL, NLL boundary, reweighting, data-sourced continuous). */
+int tf_loss_uses_data(const tf_loss_config *cfg);
+
 typedef struct {
   int64_t steps;            /* total optimizer steps of the run (resumes count from the file) */
   int64_t batch;            /* minibatch size */
@@ -69,6 +140,7 @@ typedef struct {
   const char *config_text;  /* stored in checkpoints (NULL: "") */
   const char *model_name;   /* stored in checkpoints (NULL: "flow") */
   FILE *log;                /* progress (NULL: silent) */
+  tf_loss_config loss;      /* what is minimised (default: NLL on the data) */
 } tf_train_config;
 
 /* Defaults: 1000 steps, batch 256, 10% validation, Adam lr 1e-3 cosine to 1e-5, clip 10,
@@ -79,7 +151,9 @@ tf_train_config tf_train_defaults(void);
 typedef struct tf_trainer tf_trainer;
 
 /* Checks the data against the flow (dimension, finite values, positive conditions for a
- * conditional flow, enough rows for one batch) and sets up the split.  NULL on error. */
+ * conditional flow, enough rows for one batch) and sets up the split.  `data` may be NULL
+ * for losses that need none (reverse KL; TRADE with a reverse-KL boundary): there is then
+ * no validation NLL.  NULL on error. */
 tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_params *params,
                               const tf_dataset *data);
 void tf_trainer_destroy(tf_trainer *t); /* NULL is harmless */

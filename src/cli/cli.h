@@ -8,6 +8,7 @@
 #include "tradeflow/config.h"
 #include "tradeflow/flow.h"
 #include "tradeflow/h5io.h"
+#include "tradeflow/physics.h"
 #include "tradeflow/train.h"
 
 enum { TF_EXIT_OK = 0, TF_EXIT_FAIL = 1, TF_EXIT_USAGE = 2, TF_EXIT_STOPPED = 3 };
@@ -16,6 +17,8 @@ int tf_cli_demo(int argc, char **argv);
 int tf_cli_train(int argc, char **argv);
 int tf_cli_sample(int argc, char **argv);
 int tf_cli_eval(int argc, char **argv);
+int tf_cli_plot(int argc, char **argv);
+int tf_cli_profile(int argc, char **argv);
 
 /* schema.c: the run config.  Its [model] entries come first (tf_cli_model_n of them). */
 extern const tf_cfg_key tf_cli_schema[];
@@ -27,6 +30,10 @@ int tf_cli_flow_config(const tf_config *c, int64_t data_dim, tf_flow_config *out
 int tf_cli_train_config(const tf_config *c, tf_train_config *out);
 /* The [model] section(s) of INI text (malloc'd). */
 char *tf_cli_model_text(const char *text);
+/* The [section] block(s) of INI text (malloc'd; "" when absent). */
+char *tf_cli_section_text(const char *text, const char *section);
+/* The [physics] entries follow [model] in the schema (tf_cli_physics_n of them). */
+int tf_cli_physics_n(void);
 /* The model config recorded in a checkpoint (its [model] part); *full_text (optional) gets the
  * whole recorded config (malloc'd).  NULL on error (message set). */
 tf_config *tf_cli_load_model(const char *checkpoint, char **full_text);
@@ -42,6 +49,20 @@ typedef struct {
 } tf_cli_model;
 int tf_cli_model_open(tf_cli_model *m, const char *checkpoint);
 void tf_cli_model_close(tf_cli_model *m);
+
+/* physics_cfg.c: the target family of a run.  `cfg` holds [physics] (a full run config, or
+ * one loaded with tf_cli_physics_load).  *out = NULL and TF_OK when physics.name is empty.
+ * The condition range: physics.c_min/c_max/c0 where set, else the module's defaults; checked
+ * to lie in the module's valid interval with c_min <= c0 <= c_max. */
+typedef struct {
+  double c_min, c_max, c0;
+} tf_cli_range;
+int tf_cli_physics_create(const tf_config *cfg, tf_physics **out, tf_cli_range *range);
+/* Loss settings from [loss]; the range from `range` (NULL: physics.c_* as written). */
+int tf_cli_loss_config(const tf_config *c, const tf_physics *phys, const tf_cli_range *range,
+                       tf_loss_config *out);
+/* The [physics] part of recorded config text (a checkpoint's), loaded against the schema. */
+tf_config *tf_cli_physics_load(const char *text, const char *origin);
 
 /* Option parsing: strict numbers with the option named in the message. */
 int tf_cli_parse_i64(const char *cmd, const char *opt, const char *s, int64_t lo, int64_t hi,

@@ -1,67 +1,81 @@
-/* cmd_eval.c — `tradeflow eval CHECKPOINT --data FILE.h5 [...]`: the flow's NLL on samples.
+/* cmd_eval.c — `tradeflow eval`: how good is a flow?
  *
- * Reports the mean negative log-likelihood in nats per sample with two error estimates: the
- * standard error of the mean and a bootstrap over samples (fixed seed), as DESIGN.md asks of
- * every metric.  NLL - H is KL(data || flow) when the data's entropy H is known.
+ * Two modes:
+ *   eval CHECKPOINT --data FILE.h5 [...]          the flow's NLL on the rows of a dataset,
+ *                                                 with standard and bootstrap errors;
+ *   eval CHECKPOINT [--conditions C1,C2,...] ...  the metrics of DESIGN.md section 4 at each
+ *                                                 condition against the physics module recorded
+ *                                                 in the checkpoint's config (tf_eval_condition,
+ *                                                 include/tradeflow/result.h): ESS, log Z, KL,
+ *                                                 NLL on reference samples, observables
+ *                                                 reweighted and Metropolis-corrected.  A table
+ *                                                 on stdout, progress on stderr, and optionally
+ *                                                 a result file (docs/FILES.md) for `plot`.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "tradeflow/error.h"
+#include "tradeflow/result.h"
+#include "tradeflow/stats.h"
 
-enum { N_BOOT = 200 };
+enum { N_BOOT = 200, MAX_COND = 4096, MAX_REF = 64, DEFAULT_K = 8 };
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: tradeflow eval CHECKPOINT --data FILE.h5 [--dataset x]\n"
+          "usage: tradeflow eval CHECKPOINT [--conditions C1,C2,...] [--n N] [--seed S]\n"
+          "                      [--reference FILE.h5[,FILE2.h5...]] [--out RESULT.h5]\n"
+          "                      [--imh-n M] [--bootstrap B] [--kl-grid G] [--n-ref R]\n"
+          "       tradeflow eval CHECKPOINT --data FILE.h5 [--dataset x]\n"
           "                      [--condition C | --condition-dataset NAME] [--max-rows N]\n"
           "\n"
-          "Mean negative log-likelihood (nats/sample) of the flow in CHECKPOINT on the rows\n"
-          "of a dataset (default 'x'; sample files from `tradeflow sample` work as they are),\n"
-          "with its standard error and a bootstrap error (%d resamples).\n",
-          N_BOOT);
+          "Against the physics module recorded in CHECKPOINT's config ([physics]), at each\n"
+          "condition (default: %d values log-spaced over [c_min, c_max] plus c0 of the run):\n"
+          "  - N flow samples (default 20000; latents from --seed S, default 1) with log-weights\n"
+          "    log w = log q - log p; Kish ESS/N and log Z = LSE(log w) - log N, errors from\n"
+          "    B bootstrap resamples (default %d), and the exact log Z where the module has it\n"
+          "    (samples with a non-finite x or log p, or a NaN log w, are dropped and counted);\n"
+          "  - every observable reweighted (self-normalised), and along an independence\n"
+          "    Metropolis chain over the first M samples (default all; 0: off) with its\n"
+          "    integrated autocorrelation time (Sokal window, c = 6) and error sd sqrt(2 tau/n);\n"
+          "  - reference samples: rows of the --reference files whose c equals the condition\n"
+          "    (within 1e-9 relative; datasets x [N, D] and c [N], converted by the module when\n"
+          "    D differs), else R exact samples (default 20000) when the module can draw them:\n"
+          "    the flow's NLL on them and the reference observable means;\n"
+          "  - for 2-D targets with an exact log Z, KL(p_exact || p_flow) by quadrature: the\n"
+          "    midpoint rule on a G x G grid (default 400; 0: off) over the reweighted mean\n"
+          "    +- 8 sd per axis, widened 1.5x until the exact mass inside is >= 1 - 1e-6;\n"
+          "    its error is |KL(h) - KL(2h)| from every other grid point.\n"
+          "A table goes to stdout, progress to stderr, and with --out everything to an HDF5\n"
+          "result file (layout: docs/FILES.md) for `tradeflow plot`.\n"
+          "\n"
+          "With --data: the mean negative log-likelihood (nats/sample) of the flow on the\n"
+          "rows of a dataset (default 'x'; sample files from `tradeflow sample` work as they\n"
+          "are), with its standard error and a bootstrap error (%d resamples).\n",
+          DEFAULT_K, N_BOOT, N_BOOT);
 }
 
-int tf_cli_eval(int argc, char **argv) {
-  const char *ckpt = NULL, *data = NULL, *dset = "x", *cset = NULL;
-  double cond = NAN;
-  int64_t max_rows = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const int has = i + 1 < argc;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
-      return TF_EXIT_OK;
-    } else if (has && !strcmp(a, "--data")) {
-      data = argv[++i];
-    } else if (has && !strcmp(a, "--dataset")) {
-      dset = argv[++i];
-    } else if (has && !strcmp(a, "--condition-dataset")) {
-      cset = argv[++i];
-    } else if (has && !strcmp(a, "--condition")) {
-      if (!tf_cli_parse_f64("eval", a, argv[++i], 1e-300, 1e300, &cond)) return TF_EXIT_USAGE;
-    } else if (has && !strcmp(a, "--max-rows")) {
-      if (!tf_cli_parse_i64("eval", a, argv[++i], 1, INT64_MAX, &max_rows)) return TF_EXIT_USAGE;
-    } else if (a[0] != '-' && !ckpt) {
-      ckpt = a;
-    } else {
-      fprintf(stderr, "tradeflow eval: unexpected or incomplete argument '%s'\n\n", a);
-      usage(stderr);
-      return TF_EXIT_USAGE;
-    }
-  }
-  if (!ckpt || !data) {
-    fprintf(stderr, "tradeflow eval: CHECKPOINT and --data are required\n\n");
-    usage(stderr);
-    return TF_EXIT_USAGE;
-  }
-  if (cset && !isnan(cond)) {
-    fprintf(stderr, "tradeflow eval: give --condition or --condition-dataset, not both\n");
-    return TF_EXIT_USAGE;
-  }
+typedef struct {
+  const char *ckpt, *data, *dset, *cset, *out;
+  double cond;
+  int64_t max_rows;
+  /* condition mode */
+  const char *conditions;
+  const char *refs[MAX_REF];
+  int n_refs;
+  tf_eval_config ec;
+  int cond_opts; /* condition-mode options given (not allowed with --data) */
+} eval_opts;
+
+/* ================================ NLL on a dataset ============================================ */
+
+static int nll_mode(const eval_opts *o) {
+  const char *ckpt = o->ckpt, *data = o->data, *dset = o->dset, *cset = o->cset;
+  const double cond = o->cond;
   tf_cli_model m;
   if (tf_cli_model_open(&m, ckpt) != TF_OK) {
     fprintf(stderr, "tradeflow eval: %s\n", tf_errmsg());
@@ -103,7 +117,7 @@ int tf_cli_eval(int argc, char **argv) {
       goto fail;
     }
   }
-  if (max_rows && max_rows < n) n = max_rows;
+  if (o->max_rows && o->max_rows < n) n = o->max_rows;
   status = TF_EXIT_FAIL;
   ctx = tf_ctx_create(0);
   nll = malloc((size_t)n * sizeof *nll);
@@ -113,16 +127,13 @@ int tf_cli_eval(int argc, char **argv) {
   }
   tf_dataset ds = {n, d, x, c, c ? 0 : cond};
   if (tf_dataset_log_prob(m.flow, ctx, &ds, NULL, n, nll) != TF_OK) goto fail;
-  for (int64_t i = 0; i < n; i++) nll[i] = -nll[i];
-  double mean = 0, m2 = 0;
   int64_t bad = 0;
   for (int64_t i = 0; i < n; i++) {
+    nll[i] = -nll[i];
     if (!isfinite(nll[i])) bad++;
-    mean += nll[i];
   }
-  mean /= (double)n;
-  for (int64_t i = 0; i < n; i++) m2 += (nll[i] - mean) * (nll[i] - mean);
-  const double se = n > 1 ? sqrt(m2 / (double)(n - 1) / (double)n) : NAN;
+  double mean, se;
+  tf_stats_mean_se(n, nll, 1, &mean, &se);
   tf_rng r;
   tf_rng_init(&r, 12345, 0, TF_RNG_USER, 0);
   double bs = 0, bs2 = 0;
@@ -154,4 +165,378 @@ done:
   free(nll);
   tf_cli_model_close(&m);
   return status;
+}
+
+/* ================================ metrics over conditions ===================================== */
+
+typedef struct {
+  const char *path;
+  int64_t n;
+  double *x; /* (n, D) in the module's coordinates */
+  double *c; /* (n) */
+} ref_file;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* --conditions C1,C2,... (each > 0); or the default grid over the run's range. */
+static int make_conditions(const char *list, const tf_cli_range *rg, double *c, int *k) {
+  *k = 0;
+  if (list) {
+    char *s = malloc(strlen(list) + 1);
+    if (!s) return tf_error(TF_ENOMEM, "out of memory");
+    strcpy(s, list);
+    int ok = 1;
+    for (char *save = NULL, *t = strtok_r(s, ",", &save); ok && t; t = strtok_r(NULL, ",", &save)) {
+      if (*k == MAX_COND) {
+        ok = 0;
+        tf_error(TF_EINVAL, "--conditions: at most %d values", MAX_COND);
+      } else if (!tf_cli_parse_f64("eval", "--conditions", t, 1e-300, 1e300, &c[*k])) {
+        ok = 0;
+        tf_error(TF_EINVAL, "--conditions: bad value '%s'", t);
+      } else {
+        (*k)++;
+      }
+    }
+    free(s);
+    if (ok && *k == 0) return tf_error(TF_EINVAL, "--conditions: empty list");
+    return ok ? TF_OK : TF_EINVAL;
+  }
+  /* DEFAULT_K log-spaced points, c0 inserted in order unless it is (nearly) one of them */
+  for (int i = 0; i < DEFAULT_K; i++)
+    c[(*k)++] = rg->c_min * pow(rg->c_max / rg->c_min, DEFAULT_K > 1 ? i / (DEFAULT_K - 1.0) : 0);
+  c[DEFAULT_K - 1] = rg->c_max; /* exact ends despite pow's rounding */
+  int at = 0, dup = 0;
+  while (at < *k && c[at] < rg->c0) at++;
+  for (int i = 0; i < *k; i++) dup |= fabs(c[i] - rg->c0) <= 1e-9 * fabs(rg->c0);
+  if (!dup) {
+    memmove(c + at + 1, c + at, (size_t)(*k - at) * sizeof *c);
+    c[at] = rg->c0;
+    (*k)++;
+  }
+  return TF_OK;
+}
+
+static int load_reference(const char *path, const tf_physics *p, ref_file *rf) {
+  memset(rf, 0, sizeof *rf);
+  rf->path = path;
+  int64_t n, d, nc, kc;
+  double *raw = NULL;
+  int st = tf_h5_read_matrix(path, "x", TF_H5_FINITE, &n, &d, &raw);
+  if (st == TF_OK) st = tf_h5_read_matrix(path, "c", TF_H5_FINITE, &nc, &kc, &rf->c);
+  if (st == TF_OK && (nc != n || kc != 1))
+    st = tf_error(TF_EFORMAT, "%s: dataset 'c' is (%lld, %lld), expected (%lld) to match 'x'",
+                  path, (long long)nc, (long long)kc, (long long)n);
+  const int64_t D = tf_physics_dim(p);
+  if (st == TF_OK && d != D) {
+    rf->x = malloc((size_t)(n * D) * sizeof *rf->x);
+    st = rf->x ? tf_physics_import(p, n, d, raw, rf->x) : tf_error(TF_ENOMEM, "out of memory");
+    if (st != TF_OK)
+      st = tf_error(st, "%s: x has %lld columns, module %s has dimension %lld and cannot "
+                    "convert them: %s", path, (long long)d, tf_physics_describe(p), (long long)D,
+                    tf_errmsg());
+    free(raw);
+  } else {
+    rf->x = raw;
+  }
+  rf->n = n;
+  if (st != TF_OK) {
+    free(rf->x);
+    free(rf->c);
+    memset(rf, 0, sizeof *rf);
+  }
+  return st;
+}
+
+/* The rows of every reference file at condition c, gathered into *x (malloc'd). */
+static int gather_reference(const ref_file *rf, int n_rf, double c, int64_t D, tf_eval_ref *out,
+                            double **x) {
+  int64_t n = 0;
+  *x = NULL;
+  out->n = 0;
+  out->x = NULL;
+  for (int f = 0; f < n_rf; f++)
+    for (int64_t i = 0; i < rf[f].n; i++) n += fabs(rf[f].c[i] - c) <= 1e-9 * fabs(c);
+  if (n == 0) return TF_OK;
+  *x = malloc((size_t)(n * D) * sizeof **x);
+  if (!*x) return tf_error(TF_ENOMEM, "out of memory for %lld reference rows", (long long)n);
+  int64_t k = 0;
+  for (int f = 0; f < n_rf; f++)
+    for (int64_t i = 0; i < rf[f].n; i++)
+      if (fabs(rf[f].c[i] - c) <= 1e-9 * fabs(c))
+        memcpy(*x + (k++) * D, rf[f].x + i * D, (size_t)D * sizeof **x);
+  out->n = n;
+  out->x = *x;
+  return TF_OK;
+}
+
+/* "value +- error" with the value rounded to the error's second significant digit, or "-"
+ * when missing. */
+static const char *pm(char *buf, size_t len, double v, double e) {
+  if (isnan(v)) {
+    snprintf(buf, len, "-");
+  } else if (!isfinite(e) || !(e > 0) || !isfinite(v)) {
+    snprintf(buf, len, "%.6g", v);
+  } else {
+    int dec = 1 - (int)floor(log10(e));
+    if (dec < 0) dec = 0;
+    if (dec > 12 || fabs(v) >= 1e9)
+      snprintf(buf, len, "%.6g +- %.2g", v, e);
+    else
+      snprintf(buf, len, "%.*f +- %.*f", dec, v, dec, e);
+  }
+  return buf;
+}
+
+static void print_tables(const tf_eval_result *r) {
+  char a[64], b[64], cc[64], d[64], e[64], f[64];
+  double *const *col = r->col;
+  printf("%10s  %-22s %-24s %-12s %-10s %-24s %s\n", r->param, "ESS/N", "log Z", "log Z exact",
+         "KL", "NLL reference", "IMH accept");
+  for (int64_t i = 0; i < r->k; i++)
+    printf("%10.5g  %-22s %-24s %-12s %-10s %-24s %s\n", col[TF_EV_C][i],
+           pm(a, sizeof a, col[TF_EV_ESS][i], col[TF_EV_ESS_ERR][i]),
+           pm(b, sizeof b, col[TF_EV_LOGZ][i], col[TF_EV_LOGZ_ERR][i]),
+           pm(cc, sizeof cc, col[TF_EV_LOGZ_EXACT][i], NAN),
+           pm(d, sizeof d, col[TF_EV_KL][i], NAN),
+           pm(e, sizeof e, col[TF_EV_NLL_REF][i], col[TF_EV_NLL_REF_ERR][i]),
+           pm(f, sizeof f, col[TF_EV_IMH_ACCEPT][i], NAN));
+  for (int j = 0; j < r->m; j++) {
+    printf("\n%10s  %-26s %-26s %-8s %s\n", r->param, r->obs_names[j], "IMH-corrected",
+           "tau_int", "reference");
+    for (int64_t i = 0; i < r->k; i++) {
+      const int64_t q = i * r->m + j;
+      printf("%10.5g  %-26s %-26s %-8s %s\n", col[TF_EV_C][i],
+             pm(a, sizeof a, r->tab[TF_EV_OBS_RW][q], r->tab[TF_EV_OBS_RW_ERR][q]),
+             pm(b, sizeof b, r->tab[TF_EV_OBS_IMH][q], r->tab[TF_EV_OBS_IMH_ERR][q]),
+             isnan(r->tab[TF_EV_OBS_TAU][q])
+                 ? "-"
+                 : (snprintf(cc, sizeof cc, "%.3g", r->tab[TF_EV_OBS_TAU][q]), cc),
+             pm(d, sizeof d, r->tab[TF_EV_OBS_REF][q], r->tab[TF_EV_OBS_REF_ERR][q]));
+    }
+  }
+}
+
+static int cond_mode(eval_opts *o) {
+  tf_cli_model m;
+  if (tf_cli_model_open(&m, o->ckpt) != TF_OK) {
+    fprintf(stderr, "tradeflow eval: %s\n", tf_errmsg());
+    return TF_EXIT_USAGE;
+  }
+  int status = TF_EXIT_USAGE, k = 0, n_rf = 0;
+  tf_config *pc = NULL;
+  tf_physics *p = NULL;
+  tf_ctx *ctx = NULL;
+  tf_eval_result res;
+  ref_file rf[MAX_REF];
+  double *cond = malloc((MAX_COND + 1) * sizeof *cond), *xref = NULL;
+  memset(&res, 0, sizeof res);
+  tf_cli_range rg;
+  if (!cond) {
+    tf_error(TF_ENOMEM, "out of memory");
+    goto fail;
+  }
+  pc = tf_cli_physics_load(m.config_text, o->ckpt);
+  if (!pc || tf_cli_physics_create(pc, &p, &rg) != TF_OK) goto fail;
+  if (!p) {
+    tf_error(TF_EINVAL, "%s records no physics module (its config has no [physics] name): "
+             "give --data FILE.h5 to evaluate the NLL on samples, or train with a [physics] "
+             "section", o->ckpt);
+    goto fail;
+  }
+  const int64_t D = tf_physics_dim(p);
+  if (m.fc.dim != D) {
+    tf_error(TF_EINVAL, "%s: the flow has dimension %d but physics module %s has %lld",
+             o->ckpt, m.fc.dim, tf_physics_describe(p), (long long)D);
+    goto fail;
+  }
+  if (make_conditions(o->conditions, &rg, cond, &k) != TF_OK) goto fail;
+  double lo, hi;
+  tf_physics_param_range(p, &lo, &hi);
+  for (int i = 0; i < k; i++)
+    if (!(cond[i] >= lo && cond[i] <= hi)) {
+      tf_error(TF_ERANGE, "condition %s = %g is outside the valid range [%g, %g] of module %s",
+               tf_physics_param(p), cond[i], lo, hi, tf_physics_describe(p));
+      goto fail;
+    }
+  if (o->ec.imh_n > o->ec.n) {
+    tf_error(TF_EINVAL, "--imh-n %lld exceeds --n %lld: the chain runs over the flow samples",
+             (long long)o->ec.imh_n, (long long)o->ec.n);
+    goto fail;
+  }
+  if (o->out && tf_eval_result_probe(o->out) != TF_OK) goto fail;
+  for (; n_rf < o->n_refs; n_rf++)
+    if (load_reference(o->refs[n_rf], p, &rf[n_rf]) != TF_OK) goto fail;
+  const int M = tf_physics_n_obs(p);
+  const char *names[256];
+  for (int j = 0; j < M && j < 256; j++) names[j] = tf_physics_obs_name(p, j);
+  if (M > 256) {
+    tf_error(TF_EUNSUP, "module %s has %d observables (at most 256)", tf_physics_name(p), M);
+    goto fail;
+  }
+  status = TF_EXIT_FAIL;
+  ctx = tf_ctx_create(0);
+  if (!ctx || tf_eval_result_alloc(&res, k, M, names) != TF_OK) {
+    tf_error(TF_ENOMEM, "out of memory");
+    goto fail;
+  }
+  int st = TF_OK;
+  const char *sk[] = {m.name, tf_physics_describe(p), tf_physics_name(p), tf_physics_param(p),
+                      o->ckpt, m.config_text, D == 2 ? tf_eval_kl_method() : ""};
+  char **sv[] = {&res.model, &res.physics, &res.physics_name, &res.param, &res.checkpoint,
+                 &res.config_text, &res.kl_method};
+  for (int i = 0; i < 7 && st == TF_OK; i++) st = tf_eval_result_set_str(sv[i], sk[i]);
+  if (st != TF_OK) goto fail;
+  res.n = o->ec.n;
+  res.seed = (int64_t)o->ec.seed;
+  res.imh_n = o->ec.imh_n < 0 ? o->ec.n : o->ec.imh_n;
+  res.bootstrap = o->ec.bootstrap;
+  res.kl_grid = D == 2 ? o->ec.kl_grid : 0;
+  fprintf(stderr, "tradeflow eval: %s against %s at %d value%s of %s, N = %lld, seed %llu\n",
+          m.name, tf_physics_describe(p), k, k == 1 ? "" : "s", tf_physics_param(p), (long long)o->ec.n,
+          (unsigned long long)o->ec.seed);
+  const double t0 = now_s();
+  for (int i = 0; i < k; i++) {
+    tf_eval_ref ref;
+    char note[1024];
+    const double t1 = now_s();
+    if (gather_reference(rf, n_rf, cond[i], D, &ref, &xref) != TF_OK) goto fail;
+    if (tf_eval_condition(m.flow, ctx, p, cond[i], i, &o->ec, &ref, &res, i, note,
+                          sizeof note) != TF_OK)
+      goto fail;
+    free(xref);
+    xref = NULL;
+    fprintf(stderr, "  [%d/%d] %s = %-9.5g ESS/N %.4f +- %.4f  log Z %.5g +- %.2g  %.1f s\n",
+            i + 1, k, tf_physics_param(p), cond[i], res.col[TF_EV_ESS][i],
+            res.col[TF_EV_ESS_ERR][i], res.col[TF_EV_LOGZ][i], res.col[TF_EV_LOGZ_ERR][i],
+            now_s() - t1);
+    if (note[0]) fprintf(stderr, "        note: %s\n", note);
+  }
+  printf("tradeflow eval: %s against %s, N = %lld flow samples per condition, seed %llu\n",
+         m.name, tf_physics_describe(p), (long long)o->ec.n, (unsigned long long)o->ec.seed);
+  print_tables(&res);
+  if (o->out) {
+    if (tf_eval_result_write(o->out, &res) != TF_OK) goto fail;
+    printf("\nresults written to %s (%.1f s)\n", o->out, now_s() - t0);
+  }
+  status = TF_EXIT_OK;
+  goto done;
+fail:
+  fprintf(stderr, "tradeflow eval: %s\n", tf_errmsg());
+done:
+  for (int i = 0; i < n_rf; i++) {
+    free(rf[i].x);
+    free(rf[i].c);
+  }
+  free(xref);
+  free(cond);
+  tf_eval_result_free(&res);
+  tf_ctx_destroy(ctx);
+  tf_physics_destroy(p);
+  tf_config_destroy(pc);
+  tf_cli_model_close(&m);
+  return status;
+}
+
+/* ================================ options ===================================================== */
+
+int tf_cli_eval(int argc, char **argv) {
+  eval_opts o;
+  memset(&o, 0, sizeof o);
+  o.dset = "x";
+  o.cond = NAN;
+  o.ec = tf_eval_defaults();
+  int64_t v;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const int has = i + 1 < argc;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return TF_EXIT_OK;
+    } else if (has && !strcmp(a, "--data")) {
+      o.data = argv[++i];
+    } else if (has && !strcmp(a, "--dataset")) {
+      o.dset = argv[++i];
+    } else if (has && !strcmp(a, "--condition-dataset")) {
+      o.cset = argv[++i];
+    } else if (has && !strcmp(a, "--condition")) {
+      if (!tf_cli_parse_f64("eval", a, argv[++i], 1e-300, 1e300, &o.cond)) return TF_EXIT_USAGE;
+    } else if (has && !strcmp(a, "--max-rows")) {
+      if (!tf_cli_parse_i64("eval", a, argv[++i], 1, INT64_MAX, &o.max_rows)) return TF_EXIT_USAGE;
+    } else if (has && !strcmp(a, "--conditions")) {
+      o.conditions = argv[++i];
+      o.cond_opts++;
+    } else if (has && !strcmp(a, "--n")) {
+      if (!tf_cli_parse_i64("eval", a, argv[++i], 2, (int64_t)1 << 32, &o.ec.n)) return TF_EXIT_USAGE;
+      o.cond_opts++;
+    } else if (has && !strcmp(a, "--seed")) {
+      if (!tf_cli_parse_i64("eval", a, argv[++i], 0, INT64_MAX, &v)) return TF_EXIT_USAGE;
+      o.ec.seed = (uint64_t)v;
+      o.cond_opts++;
+    } else if (has && !strcmp(a, "--imh-n")) {
+      if (!tf_cli_parse_i64("eval", a, argv[++i], 0, INT64_MAX, &o.ec.imh_n)) return TF_EXIT_USAGE;
+      o.cond_opts++;
+    } else if (has && !strcmp(a, "--bootstrap")) {
+      if (!tf_cli_parse_i64("eval", a, argv[++i], 2, 1000000, &o.ec.bootstrap)) return TF_EXIT_USAGE;
+      o.cond_opts++;
+    } else if (has && !strcmp(a, "--kl-grid")) {
+      if (!tf_cli_parse_i64("eval", a, argv[++i], 0, 20000, &v)) return TF_EXIT_USAGE;
+      if (v == 1) {
+        fprintf(stderr, "tradeflow eval: --kl-grid expects 0 (off) or at least 2, got 1\n");
+        return TF_EXIT_USAGE;
+      }
+      o.ec.kl_grid = (int)v;
+      o.cond_opts++;
+    } else if (has && !strcmp(a, "--n-ref")) {
+      if (!tf_cli_parse_i64("eval", a, argv[++i], 0, (int64_t)1 << 32, &o.ec.n_ref)) return TF_EXIT_USAGE;
+      o.cond_opts++;
+    } else if (has && !strcmp(a, "--reference")) {
+      /* repeated, or comma-separated: the list is split in place */
+      for (char *save = NULL, *t = strtok_r(argv[++i], ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (o.n_refs == MAX_REF) {
+          fprintf(stderr, "tradeflow eval: at most %d reference files\n", MAX_REF);
+          return TF_EXIT_USAGE;
+        }
+        o.refs[o.n_refs++] = t;
+      }
+      o.cond_opts++;
+    } else if (has && !strcmp(a, "--out")) {
+      o.out = argv[++i];
+      o.cond_opts++;
+    } else if (a[0] != '-' && !o.ckpt) {
+      o.ckpt = a;
+    } else {
+      fprintf(stderr, "tradeflow eval: unexpected or incomplete argument '%s'\n\n", a);
+      usage(stderr);
+      return TF_EXIT_USAGE;
+    }
+  }
+  if (!o.ckpt) {
+    fprintf(stderr, "tradeflow eval: CHECKPOINT is required\n\n");
+    usage(stderr);
+    return TF_EXIT_USAGE;
+  }
+  if (o.data) {
+    if (o.cond_opts) {
+      fprintf(stderr, "tradeflow eval: --data selects the NLL mode; --conditions, --n, --seed, "
+              "--reference, --out, --imh-n, --bootstrap, --kl-grid and --n-ref belong to the "
+              "evaluation over conditions and cannot be combined with it\n");
+      return TF_EXIT_USAGE;
+    }
+    if (o.cset && !isnan(o.cond)) {
+      fprintf(stderr, "tradeflow eval: give --condition or --condition-dataset, not both\n");
+      return TF_EXIT_USAGE;
+    }
+    return nll_mode(&o);
+  }
+  if (o.cset || !isnan(o.cond) || o.max_rows || strcmp(o.dset, "x")) {
+    fprintf(stderr, "tradeflow eval: --dataset, --condition, --condition-dataset and "
+            "--max-rows need --data FILE.h5 (use --conditions C1,C2,... for the evaluation "
+            "over conditions)\n");
+    return TF_EXIT_USAGE;
+  }
+  return cond_mode(&o);
 }

@@ -77,14 +77,37 @@ int tf_cli_sample(int argc, char **argv) {
   }
   if (!m.fc.conditional) cond = isnan(cond) ? 1.0 : cond;
 
+  /* the target family recorded with the model (if any) gives log_q and log_w */
+  tf_physics *phys = NULL;
+  tf_config *pc = tf_cli_physics_load(m.config_text, ckpt);
+  if (!pc || tf_cli_physics_create(pc, &phys, NULL) != TF_OK) {
+    fprintf(stderr, "tradeflow sample: %s: %s\n", ckpt, tf_errmsg());
+    tf_config_destroy(pc);
+    tf_cli_model_close(&m);
+    return TF_EXIT_USAGE;
+  }
+  tf_config_destroy(pc);
+  if (phys) {
+    double lo, hi;
+    tf_physics_param_range(phys, &lo, &hi);
+    if (cond < lo || cond > hi) {
+      fprintf(stderr, "tradeflow sample: --condition %g is outside the valid range [%g, %g] of "
+              "%s for %s\n", cond, lo, hi, tf_physics_param(phys), tf_physics_describe(phys));
+      tf_physics_destroy(phys);
+      tf_cli_model_close(&m);
+      return TF_EXIT_USAGE;
+    }
+  }
+
   const int64_t D = m.fc.dim;
   int status = TF_EXIT_FAIL;
   tf_sample_writer *w = NULL;
   tf_ctx *ctx = tf_ctx_create(0);
   double *xd = malloc((size_t)(batch * D) * sizeof *xd), *cd = malloc((size_t)batch * sizeof *cd);
-  double *lp = malloc((size_t)batch * sizeof *lp);
-  tf_sample_attrs at = {m.name, "", "", m.config_text, 0};
-  if (!ctx || !xd || !cd || !lp) {
+  double *lp = malloc((size_t)batch * sizeof *lp), *lq = malloc((size_t)batch * sizeof *lq);
+  tf_sample_attrs at = {m.name, phys ? tf_physics_name(phys) : "",
+                        phys ? tf_physics_describe(phys) : "", m.config_text, 0};
+  if (!ctx || !xd || !cd || !lp || !lq) {
     tf_error(TF_ENOMEM, "out of memory");
     goto fail;
   }
@@ -107,7 +130,8 @@ int tf_cli_sample(int argc, char **argv) {
       cd[i] = cond;
       lp[i] = (double)logp->data[i];
     }
-    tf_sample_block blk = {k, xd, cd, lp, NULL, NULL};
+    if (phys && tf_physics_log_q(phys, k, xd, cd, lq, NULL, NULL) != TF_OK) goto fail;
+    tf_sample_block blk = {k, xd, cd, lp, phys ? lq : NULL, NULL};
     if (tf_sample_writer_append(w, &blk) != TF_OK) goto fail;
     done += k;
   }
@@ -130,6 +154,8 @@ done:
   free(xd);
   free(cd);
   free(lp);
+  free(lq);
+  tf_physics_destroy(phys);
   tf_cli_model_close(&m);
   return status;
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "tradeflow/rng.h"
 #include "tradeflow/error.h"
 
 static void usage(FILE *f) {
@@ -64,11 +65,46 @@ typedef struct {
   int64_t n, d;
 } data_t;
 
-static int load_data(const tf_config *cfg, data_t *dt) {
+/* Exact samples of the physics module at c0 (data.exact_samples of them), drawn from a stream
+ * of their own so that they do not change with the training seed's other uses. */
+static int exact_data(const tf_config *cfg, const tf_physics *phys, double c0, data_t *dt) {
+  const int64_t n = tf_config_int(cfg, "data", "exact_samples");
+  if (!phys)
+    return tf_error(TF_EINVAL, "%s: data.exact_samples = %lld needs a physics module "
+                    "(physics.name)", tf_config_where(cfg, "data", "exact_samples"), (long long)n);
+  if (!tf_physics_has_sampler(phys, c0))
+    return tf_error(TF_EINVAL, "%s: data.exact_samples: module %s has no exact sampler at %s = %g; "
+                    "give data.file",
+                    tf_config_where(cfg, "data", "exact_samples"), tf_physics_describe(phys),
+                    tf_physics_param(phys), c0);
+  dt->d = tf_physics_dim(phys);
+  dt->n = n;
+  dt->x = malloc((size_t)(n * dt->d) * sizeof(double));
+  if (!dt->x) return tf_error(TF_ENOMEM, "out of memory for %lld exact samples", (long long)n);
+  tf_rng r;
+  tf_rng_init(&r, (uint64_t)tf_config_int(cfg, "train", "seed"), 0, TF_RNG_USER + 300, 0);
+  return tf_physics_sample(phys, c0, n, &r, dt->x);
+}
+
+static int load_data(const tf_config *cfg, const tf_physics *phys, double c0, data_t *dt) {
   const char *file = tf_config_str(cfg, "data", "file");
   const char *dset = tf_config_str(cfg, "data", "dataset");
+  if (!file[0]) {
+    if (tf_config_int(cfg, "data", "exact_samples") > 0) return exact_data(cfg, phys, c0, dt);
+    return TF_OK; /* no data: the loss must do without (checked by the trainer) */
+  }
   int rc = tf_h5_read_matrix(file, dset, TF_H5_FINITE, &dt->n, &dt->d, &dt->x);
   if (rc != TF_OK) return rc;
+  if (phys && dt->d != tf_physics_dim(phys)) {
+    /* e.g. Cartesian coordinates with the centre of mass into the module's coordinates */
+    double *x = malloc((size_t)(dt->n * tf_physics_dim(phys)) * sizeof(double));
+    if (!x) return tf_error(TF_ENOMEM, "out of memory");
+    rc = tf_physics_import(phys, dt->n, dt->d, dt->x, x);
+    free(dt->x);
+    dt->x = x;
+    if (rc != TF_OK) return tf_error(rc, "%s:%s: %s", file, dset, tf_errmsg());
+    dt->d = tf_physics_dim(phys);
+  }
   const char *cset = tf_config_str(cfg, "data", "condition_dataset");
   if (cset[0]) {
     int64_t n, k;
@@ -141,14 +177,30 @@ int tf_cli_train(int argc, char **argv) {
   char *text = NULL, ckpt[4200], cfgout[4200], dimset[64];
   tf_train_config tc;
   tf_flow_config fc;
+  tf_physics *phys = NULL;
+  tf_cli_range range = {0, 0, 0};
 
   cfg = tf_config_load(path, tf_cli_schema, tf_cli_schema_n, n_set, set);
-  if (!cfg || tf_cli_train_config(cfg, &tc) != TF_OK || load_data(cfg, &dt) != TF_OK ||
-      tf_cli_flow_config(cfg, dt.d, &fc) != TF_OK)
+  if (!cfg || tf_cli_physics_create(cfg, &phys, &range) != TF_OK ||
+      tf_cli_train_config(cfg, &tc) != TF_OK ||
+      tf_cli_loss_config(cfg, phys, phys ? &range : NULL, &tc.loss) != TF_OK ||
+      load_data(cfg, phys, range.c0, &dt) != TF_OK)
     goto fail;
+  if (!dt.x && tf_loss_uses_data(&tc.loss)) {
+    tf_error(TF_EINVAL, "%s: no training data: data.file is missing and data.exact_samples is "
+             "0; loss.kind = %s%s needs samples at c0 (give data.file, or data.exact_samples "
+             "with a physics module that has an exact sampler)", path,
+             tf_config_str(cfg, "loss", "kind"),
+             tc.loss.kind == TF_LOSS_TRADE ? " with an NLL boundary" : "");
+    goto fail;
+  }
+  if (tf_cli_flow_config(cfg, dt.d ? dt.d : phys ? tf_physics_dim(phys) : 0, &fc) != TF_OK)
+    goto fail;
+  const double data_c = phys && !tf_config_is_set(cfg, "data", "condition")
+                            ? range.c0 : tf_config_real(cfg, "data", "condition");
   if (tf_config_int(cfg, "model", "dim") == 0) {
     /* record the dimension taken from the data, so the checkpoint rebuilds without it */
-    snprintf(dimset, sizeof dimset, "model.dim=%lld", (long long)dt.d);
+    snprintf(dimset, sizeof dimset, "model.dim=%lld", (long long)fc.dim);
     set[n_set++] = dimset;
     tf_config_destroy(cfg);
     cfg = tf_config_load(path, tf_cli_schema, tf_cli_schema_n, n_set, set);
@@ -188,15 +240,17 @@ int tf_cli_train(int argc, char **argv) {
   tc.config_text = text;
   tc.model_name = tf_config_str(cfg, "model", "name");
   tc.log = stdout;
-  tf_dataset ds = {dt.n, dt.d, dt.x, dt.c, tf_config_real(cfg, "data", "condition")};
-  tr = tf_trainer_create(&tc, flow, params, &ds);
+  tf_dataset ds = {dt.n, dt.d, dt.x, dt.c, data_c};
+  tr = tf_trainer_create(&tc, flow, params, dt.x ? &ds : NULL);
   if (!tr) goto fail;
   if (resume && tf_trainer_resume(tr, ckpt) != TF_OK) goto fail;
   if (write_text_atomic(cfgout, text) != TF_OK) goto fail;
 
-  printf("tradeflow train: %s, D = %d, %lld samples from %s:%s, %lld parameters (%s), "
-         "%s coupling, %d blocks; %s step %lld of %lld\n",
-         tc.model_name, fc.dim, (long long)dt.n, tf_config_str(cfg, "data", "file"),
+  printf("tradeflow train: %s, D = %d, loss %s, %s, %lld samples from %s:%s, "
+         "%lld parameters (%s), %s coupling, %d blocks; %s step %lld of %lld\n",
+         tc.model_name, fc.dim, tf_config_str(cfg, "loss", "kind"),
+         phys ? tf_physics_describe(phys) : "no physics", (long long)dt.n,
+         tf_config_str(cfg, "data", "file")[0] ? tf_config_str(cfg, "data", "file") : "exact",
          tf_config_str(cfg, "data", "dataset"), (long long)tf_params_size(params), TF_REAL_NAME,
          fc.coupling == TF_COUPLING_SPLINE ? "spline" : "affine", fc.n_blocks,
          resume ? "resuming at" : "starting at", (long long)tf_trainer_step(tr),
@@ -215,6 +269,7 @@ done:
   tf_params_destroy(params);
   tf_config_destroy(rec);
   tf_config_destroy(cfg);
+  tf_physics_destroy(phys);
   free(text);
   free(dt.x);
   free(dt.c);

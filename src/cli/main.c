@@ -11,11 +11,17 @@ static void usage(FILE *f) {
           "\n"
           "commands:\n"
           "  train CONFIG [--set section.key=value ...] [--resume]\n"
-          "        train a flow by maximum likelihood (tradeflow train --help)\n"
+          "        train a flow: NLL, TRADE, reverse KL, reweighting (tradeflow train --help)\n"
           "  sample CHECKPOINT --n N --out FILE.h5 [--condition C]\n"
           "        draw samples with their log-densities (tradeflow sample --help)\n"
           "  eval CHECKPOINT --data FILE.h5 [--condition C]\n"
           "        NLL of the flow on samples, with errors (tradeflow eval --help)\n"
+          "  eval CHECKPOINT [--conditions C1,C2,...] [--n N] [--out RESULT.h5]\n"
+          "        ESS, log Z, KL and observables over conditions against the run's physics\n"
+          "  plot RESULT.h5 [RESULT2.h5 ...] [--labels a,b,...] --out DIR\n"
+          "        gnuplot plots of evaluation results against the condition\n"
+          "  profile CHECKPOINT --condition C --out FILE.dat [--coord K] [--range A,B]\n"
+          "        free-energy profile along one coordinate, reweighted, against the exact one\n"
           "  demo [--steps N] [--seed S] [--batch B]\n"
           "        fit a small MLP to a 1-D function with the tensor engine (end-to-end check)\n"
           "  version\n"
@@ -35,6 +41,8 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "train")) return tf_cli_train(argc - 1, argv + 1);
   if (!strcmp(cmd, "sample")) return tf_cli_sample(argc - 1, argv + 1);
   if (!strcmp(cmd, "eval")) return tf_cli_eval(argc - 1, argv + 1);
+  if (!strcmp(cmd, "plot")) return tf_cli_plot(argc - 1, argv + 1);
+  if (!strcmp(cmd, "profile")) return tf_cli_profile(argc - 1, argv + 1);
   if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
     printf("tradeflow %s (network precision %s)\n", TF_VERSION_STRING, TF_REAL_NAME);
     return 0;

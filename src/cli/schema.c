@@ -42,17 +42,77 @@ const tf_cfg_key tf_cli_schema[] = {
      "MLP: random fixed permutation per block (false: reversal)"},
     {"model", "base_temperature", TF_CFG_BOOL, "false", UNB, NULL,
      "base N(0, c I) (latent temperature scaling) instead of N(0, I)"},
+    {"model", "base_scale", TF_CFG_CHOICE, "temperature", UNB, "temperature|inverse",
+     "base_temperature: base N(0, c I) (c a temperature) or N(0, I / c) (c = beta)"},
+    {"model", "subnet_condition", TF_CFG_BOOL, "true", UNB, NULL,
+     "feed e(c) to the subnets (false: c acts only through the base; needs base_temperature)"},
     {"model", "seed", TF_CFG_INT, "1", 0, 9.007199254740992e15, NULL,
      "initialisation and permutations"},
+    /* ---- [physics]: the target family (must follow [model]) ---- */
+    {"physics", "name", TF_CFG_STRING, "", UNB, NULL,
+     "physics module (tradeflow physics lists them); empty: none (data-only NLL)"},
+    {"physics", "dim", TF_CFG_INT, "0", 0, 1e7, NULL,
+     "dimension for modules that take one (double_well, multiwell); 0: module default"},
+    {"physics", "c_min", TF_CFG_REAL, "0", 0, 1e300, NULL,
+     "lower end of the condition range; 0: the module's default range"},
+    {"physics", "c_max", TF_CFG_REAL, "0", 0, 1e300, NULL,
+     "upper end of the condition range; 0: the module's default"},
+    {"physics", "c0", TF_CFG_REAL, "0", 0, 1e300, NULL,
+     "boundary condition value (where data or the boundary loss lives); 0: module default"},
     /* ---- [data] ---- */
-    {"data", "file", TF_CFG_PATH_IN, NULL, UNB, NULL, "HDF5 file with the training samples"},
+    {"data", "file", TF_CFG_PATH_IN, "", UNB, NULL,
+     "HDF5 file with the training samples (empty: exact samples from the physics module, "
+     "or no data for losses that need none)"},
+    {"data", "exact_samples", TF_CFG_INT, "0", 0, 1e9, NULL,
+     "without a file: this many exact samples at physics.c0 from the module's sampler"},
     {"data", "dataset", TF_CFG_STRING, "x", UNB, NULL, "dataset of x, (N, D) or (N)"},
     {"data", "condition_dataset", TF_CFG_STRING, "", UNB, NULL,
      "dataset of per-sample conditions (N); empty: data.condition for all"},
     {"data", "condition", TF_CFG_REAL, "1", 1e-300, 1e300, NULL,
-     "the condition c of every sample when there is no condition_dataset"},
+     "the condition c of every sample when there is no condition_dataset (default with "
+     "physics: physics.c0)"},
     {"data", "max_rows", TF_CFG_INT, "0", 0, 9.007199254740992e15, NULL,
      "use only the first rows; 0: all"},
+    /* ---- [loss] (DESIGN.md section 4; include/tradeflow/train.h) ---- */
+    {"loss", "kind", TF_CFG_CHOICE, "nll", UNB, "nll|trade|reverse_kl|reweight",
+     "objective: NLL on data, TRADE, reverse KL over the range, reweighting baseline"},
+    {"loss", "variant", TF_CFG_CHOICE, "grid", UNB, "grid|continuous", "TRADE variant"},
+    {"loss", "boundary", TF_CFG_CHOICE, "nll", UNB, "nll|reverse_kl",
+     "TRADE boundary term at c0: NLL on the data or reverse KL"},
+    {"loss", "boundary_batch", TF_CFG_INT, "256", 1, 1e7, NULL,
+     "reverse-KL samples per step for the boundary term"},
+    {"loss", "grid_points", TF_CFG_INT, "16", 2, 64, NULL,
+     "TRADE grid: log-spaced conditions (c0 added)"},
+    {"loss", "grid_samples", TF_CFG_INT, "512", 2, 1e7, NULL,
+     "flow samples per grid point for <A>_c, ESS and running losses"},
+    {"loss", "refresh", TF_CFG_INT, "10", 1, 1e9, NULL, "steps between grid refreshes"},
+    {"loss", "ema", TF_CFG_REAL, "0.9", 0, 0.999, NULL,
+     "weight of the previous <A>_c in the exponential average"},
+    {"loss", "causality", TF_CFG_REAL, "1", 0, 1e6, NULL,
+     "causality epsilon: grid weights exp(-eps S_k); 0: uniform"},
+    {"loss", "points", TF_CFG_INT, "256", 1, 1e7, NULL,
+     "TRADE evaluation points (reverse KL: samples) per step"},
+    {"loss", "groups", TF_CFG_INT, "4", 1, 1e6, NULL,
+     "conditions per step (continuous TRADE, reweighting)"},
+    {"loss", "widen_steps", TF_CFG_INT, "1000", 0, 1e12, NULL,
+     "continuous TRADE: steps until the full range is reached"},
+    {"loss", "continuous_source", TF_CFG_CHOICE, "flow", UNB, "flow|data",
+     "continuous TRADE: evaluation points from flow samples or data at c0"},
+    {"loss", "residual", TF_CFG_CHOICE, "log", UNB, "log|linear",
+     "penalise the residual in log c (c r) or in c (r)"},
+    {"loss", "penalty", TF_CFG_CHOICE, "square", UNB, "square|huber", "residual penalty"},
+    {"loss", "huber_delta", TF_CFG_REAL, "1", 1e-12, 1e12, NULL, "Huber delta"},
+    {"loss", "lambda", TF_CFG_REAL, "1", 0, 1e12, NULL, "final weight of the TRADE term"},
+    {"loss", "lambda_warmup", TF_CFG_INT, "200", 0, 1e12, NULL, "steps with lambda = 0"},
+    {"loss", "lambda_ramp", TF_CFG_INT, "500", 0, 1e12, NULL,
+     "steps of the cosine ramp of lambda after the warm-up"},
+    {"loss", "adaptive", TF_CFG_BOOL, "false", UNB, NULL,
+     "scale lambda by the running ratio of the terms' gradient norms"},
+    {"loss", "energy_free", TF_CFG_BOOL, "false", UNB, NULL,
+     "TRADE without energies: the target at c is the flow at c0 tempered (a physics module "
+     "is then used only for evaluation)"},
+    {"loss", "energy_free_param", TF_CFG_CHOICE, "temperature", UNB, "temperature|inverse",
+     "energy_free: c is a temperature (q = p0^(c0/c)) or inverse temperature (q = p0^(c/c0))"},
     /* ---- [train] ---- */
     {"train", "steps", TF_CFG_INT, "10000", 0, 1e12, NULL, "optimizer steps in total"},
     {"train", "batch", TF_CFG_INT, "256", 1, 1e8, NULL, "minibatch size"},
@@ -95,6 +155,13 @@ int tf_cli_model_n(void) {
   return n;
 }
 
+int tf_cli_physics_n(void) {
+  const int m = tf_cli_model_n();
+  int n = 0;
+  while (m + n < tf_cli_schema_n && !strcmp(tf_cli_schema[m + n].section, "physics")) n++;
+  return n;
+}
+
 int tf_cli_flow_config(const tf_config *c, int64_t data_dim, tf_flow_config *out) {
   int64_t dim = tf_config_int(c, "model", "dim");
   if (dim == 0) dim = data_dim;
@@ -124,6 +191,8 @@ int tf_cli_flow_config(const tf_config *c, int64_t data_dim, tf_flow_config *out
   f.lattice[1] = (int)tf_config_int(c, "model", "lattice_l2");
   f.permute = tf_config_bool(c, "model", "permute");
   f.base_temperature = tf_config_bool(c, "model", "base_temperature");
+  f.subnet_condition = tf_config_bool(c, "model", "subnet_condition");
+  f.base_inverse = !strcmp(tf_config_str(c, "model", "base_scale"), "inverse");
   f.seed = (uint64_t)tf_config_int(c, "model", "seed");
   if (f.subnet == TF_SUBNET_CONV &&
       ((int64_t)f.lattice[0] * f.lattice[1] != dim || f.lattice[0] % 2 || f.lattice[1] % 2 ||
@@ -171,12 +240,65 @@ int tf_cli_train_config(const tf_config *c, tf_train_config *out) {
   return TF_OK;
 }
 
-char *tf_cli_model_text(const char *text) {
-  const size_t n = strlen(text);
+int tf_cli_loss_config(const tf_config *c, const tf_physics *phys, const tf_cli_range *range,
+                       tf_loss_config *out) {
+  tf_loss_config l = tf_loss_defaults();
+  const char *kind = tf_config_str(c, "loss", "kind");
+  l.kind = !strcmp(kind, "trade") ? TF_LOSS_TRADE : !strcmp(kind, "reverse_kl") ? TF_LOSS_REVERSE_KL
+           : !strcmp(kind, "reweight") ? TF_LOSS_REWEIGHT : TF_LOSS_NLL;
+  l.physics = phys;
+  if (range) {
+    l.c_min = range->c_min;
+    l.c_max = range->c_max;
+    l.c0 = range->c0;
+  } else {
+    l.c_min = tf_config_real(c, "physics", "c_min");
+    l.c_max = tf_config_real(c, "physics", "c_max");
+    l.c0 = tf_config_real(c, "physics", "c0");
+  }
+  l.variant = !strcmp(tf_config_str(c, "loss", "variant"), "continuous") ? TF_TRADE_CONTINUOUS
+                                                                         : TF_TRADE_GRID;
+  l.boundary = !strcmp(tf_config_str(c, "loss", "boundary"), "reverse_kl") ? TF_BOUNDARY_RKL
+                                                                           : TF_BOUNDARY_NLL;
+  l.boundary_batch = tf_config_int(c, "loss", "boundary_batch");
+  l.grid_points = (int)tf_config_int(c, "loss", "grid_points");
+  l.grid_samples = tf_config_int(c, "loss", "grid_samples");
+  l.refresh = tf_config_int(c, "loss", "refresh");
+  l.ema = tf_config_real(c, "loss", "ema");
+  l.causality = tf_config_real(c, "loss", "causality");
+  l.points = tf_config_int(c, "loss", "points");
+  l.groups = tf_config_int(c, "loss", "groups");
+  l.widen_steps = tf_config_int(c, "loss", "widen_steps");
+  l.continuous_data = !strcmp(tf_config_str(c, "loss", "continuous_source"), "data");
+  l.log_residual = !strcmp(tf_config_str(c, "loss", "residual"), "log");
+  l.penalty = !strcmp(tf_config_str(c, "loss", "penalty"), "huber") ? TF_PENALTY_HUBER
+                                                                    : TF_PENALTY_SQUARE;
+  l.huber_delta = tf_config_real(c, "loss", "huber_delta");
+  l.lambda = tf_config_real(c, "loss", "lambda");
+  l.lambda_warmup = tf_config_int(c, "loss", "lambda_warmup");
+  l.lambda_ramp = tf_config_int(c, "loss", "lambda_ramp");
+  l.adaptive = tf_config_bool(c, "loss", "adaptive");
+  l.energy_free = tf_config_bool(c, "loss", "energy_free");
+  l.energy_free_inverse = !strcmp(tf_config_str(c, "loss", "energy_free_param"), "inverse");
+  if (l.kind != TF_LOSS_NLL && !phys && !(l.kind == TF_LOSS_TRADE && l.energy_free))
+    return tf_error(TF_EINVAL, "%s: loss.kind = %s needs a physics module (physics.name)%s",
+                    tf_config_where(c, "loss", "kind"), kind,
+                    l.kind == TF_LOSS_TRADE ? " or loss.energy_free = true" : "");
+  if (l.kind != TF_LOSS_NLL && !tf_config_bool(c, "model", "conditional"))
+    return tf_error(TF_EINVAL, "%s: loss.kind = %s learns p(x | c) over a range of c: set "
+                    "model.conditional = true", tf_config_where(c, "model", "conditional"), kind);
+  *out = l;
+  return TF_OK;
+}
+
+char *tf_cli_model_text(const char *text) { return tf_cli_section_text(text, "model"); }
+
+char *tf_cli_section_text(const char *text, const char *section) {
+  const size_t n = strlen(text), ls = strlen(section);
   char *out = malloc(n + 1);
   if (!out) return NULL;
   size_t k = 0;
-  int in_model = 0;
+  int in_section = 0;
   for (const char *p = text; *p;) {
     const char *e = strchr(p, '\n');
     const size_t len = e ? (size_t)(e - p) + 1 : strlen(p);
@@ -185,9 +307,9 @@ char *tf_cli_model_text(const char *text) {
     if (*q == '[') {
       const char *r = q + 1;
       while (*r == ' ' || *r == '\t') r++;
-      in_model = !strncmp(r, "model", 5) && (r[5] == ']' || r[5] == ' ' || r[5] == '\t');
+      in_section = !strncmp(r, section, ls) && (r[ls] == ']' || r[ls] == ' ' || r[ls] == '\t');
     }
-    if (in_model) {
+    if (in_section) {
       memcpy(out + k, p, len);
       k += len;
     }

@@ -62,6 +62,8 @@ tf_flow_config tf_flow_defaults(int dim) {
   c.clamp = 2.0;
   c.permute = 1;
   c.base_temperature = 0;
+  c.subnet_condition = 1;
+  c.base_inverse = 0;
   c.coupling = TF_COUPLING_AFFINE;
   c.spline_bins = 8;
   c.spline_bound = 5.0;
@@ -102,6 +104,9 @@ static int check_config(const tf_flow_config *cfg) {
   } else if (cfg->subnet != TF_SUBNET_MLP) {
     return tf_error(TF_EINVAL, "flow: unknown subnet kind %d", cfg->subnet);
   }
+  if (cfg->conditional && !cfg->subnet_condition && !cfg->base_temperature)
+    return tf_error(TF_EINVAL, "flow: with subnet_condition = 0 the condition reaches the flow "
+                    "only through base_temperature, which is off: c would have no effect");
   return TF_OK;
 }
 
@@ -164,9 +169,10 @@ tf_flow *tf_flow_create(const tf_flow_config *cfg, tf_params *params) {
   f->params = params;
   f->da = cfg->dim / 2;
   f->db = cfg->dim - f->da;
-  f->edim = !cfg->conditional ? 0 : cfg->embed_dim > 0 ? cfg->embed_dim : 1;
+  const int cond_sub = cfg->conditional && cfg->subnet_condition;
+  f->edim = !cond_sub ? 0 : cfg->embed_dim > 0 ? cfg->embed_dim : 1;
   f->P = cfg->coupling == TF_COUPLING_SPLINE ? 3 * (int64_t)cfg->spline_bins - 1 : 2;
-  if (cfg->conditional && cfg->embed_dim > 0) {
+  if (cond_sub && cfg->embed_dim > 0) {
     const int64_t E = cfg->embed_dim;
     f->eW[0] = declare(params, "embed.W0", 2, E, 1, 0, 0);
     f->eb[0] = declare(params, "embed.b0", 1, E, 0, 0, 0);
@@ -263,7 +269,7 @@ static tf_tensor *linear(tf_ctx *ctx, tf_tensor *x, tf_tensor *W, tf_tensor *b) 
 
 /* e(c), (N, edim); NULL for an unconditional flow */
 static tf_tensor *embed(tf_flow *f, tf_ctx *ctx, tf_tensor *c) {
-  if (!f->cfg.conditional) return NULL;
+  if (!f->edim) return NULL;
   tf_tensor *lc = tf_log(ctx, c);
   if (!f->eW[0]) return lc;
   return linear(ctx, tf_silu(ctx, linear(ctx, lc, f->eW[0], f->eb[0])), f->eW[1], f->eb[1]);
@@ -557,6 +563,11 @@ tf_tensor *tf_flow_base_log_prob(tf_flow *f, tf_ctx *ctx, tf_tensor *z, tf_tenso
   if (!check_inputs(f, ctx, z, c, "base_log_prob")) return NULL;
   const double D = f->cfg.dim, log2pi = 1.8378770664093453;
   tf_tensor *r2 = tf_sum(ctx, tf_square(ctx, z), -1);
+  if (f->cfg.conditional && f->cfg.base_temperature && f->cfg.base_inverse) {
+    /* N(0, I / c): -c |z|^2 / 2 + D/2 log c - D/2 log(2 pi) */
+    tf_tensor *q = tf_scale(ctx, tf_mul(ctx, r2, c), -0.5);
+    return tf_shift(ctx, tf_add(ctx, q, tf_scale(ctx, tf_log(ctx, c), 0.5 * D)), -0.5 * D * log2pi);
+  }
   if (f->cfg.conditional && f->cfg.base_temperature) {
     /* N(0, c I): -|z|^2 / (2c) - D/2 log(2 pi c) */
     tf_tensor *q = tf_scale(ctx, tf_div(ctx, r2, c), -0.5);
@@ -578,8 +589,8 @@ tf_tensor *tf_flow_sample(tf_flow *f, tf_ctx *ctx, tf_tensor *c, int64_t n, tf_r
   tf_tensor *z = tf_new2(ctx, n, f->cfg.dim);
   if (!z) return NULL;
   tf_rng_fill_normal(rng, z, 0, 1);
-  if (f->cfg.conditional && f->cfg.base_temperature)
-    z = tf_mul(ctx, z, tf_sqrt(ctx, c)); /* N(0, c I); differentiable in c */
+  if (f->cfg.conditional && f->cfg.base_temperature) /* N(0, c I) or N(0, I / c) */
+    z = f->cfg.base_inverse ? tf_div(ctx, z, tf_sqrt(ctx, c)) : tf_mul(ctx, z, tf_sqrt(ctx, c));
   tf_tensor *ld = NULL;
   tf_tensor *x = tf_flow_inverse(f, ctx, z, c, &ld);
   if (x && log_p) *log_p = tf_sub(ctx, tf_flow_base_log_prob(f, ctx, z, c), ld);

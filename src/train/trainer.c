@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loss.h"
 #include "tradeflow/error.h"
 #include "tradeflow/h5io.h"
 #include "tradeflow/rng.h"
@@ -47,6 +48,9 @@ struct tf_trainer {
   tf_params *params;
   tf_dataset data;
   int conditional;
+  int have_data;
+  tf_loss_state *ls; /* NULL for plain NLL */
+  tf_real *gbuf;     /* adaptive weighting: the boundary term's gradient */
   tf_optim *optim;
   tf_ctx *ctx;
   int64_t *train_rows, n_train; /* row indices */
@@ -131,11 +135,31 @@ tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_para
   t->cfg = *cfg;
   t->flow = flow;
   t->params = params;
-  t->data = *data;
+  t->have_data = data != NULL;
+  if (data) t->data = *data;
   t->conditional = tf_flow_get_config(flow)->conditional;
   t->epoch = -1;
   t->best_val = INFINITY;
   t->last_loss = t->last_val = t->last_gnorm = NAN;
+  if (tf_loss_check(&cfg->loss, flow, data != NULL) != TF_OK) goto fail;
+  if (cfg->loss.kind != TF_LOSS_NLL) {
+    t->ls = tf_loss_create(&cfg->loss, flow, cfg->seed);
+    t->gbuf = cfg->loss.adaptive ? malloc((size_t)tf_params_size(params) * sizeof(tf_real)) : NULL;
+    if (!t->ls || (cfg->loss.adaptive && !t->gbuf)) {
+      if (t->ls) tf_error(TF_ENOMEM, "trainer: out of memory");
+      goto fail;
+    }
+  }
+  if (!data) {
+    t->optim = tf_optim_create(&cfg->optim, tf_params_size(params));
+    t->ctx = tf_ctx_create(0);
+    if (!t->optim || !t->ctx) {
+      if (t->optim) tf_error(TF_ENOMEM, "trainer: out of memory");
+      goto fail;
+    }
+    t->tty = cfg->log && isatty(fileno(cfg->log));
+    return t;
+  }
   if (check_data(t) != TF_OK) goto fail;
   const int64_t n = data->n;
   t->n_val = (int64_t)floor(cfg->val_fraction * (double)n);
@@ -173,6 +197,8 @@ void tf_trainer_destroy(tf_trainer *t) {
   if (!t) return;
   free(t->val_rows);
   free(t->epoch_perm);
+  tf_loss_destroy(t->ls);
+  free(t->gbuf);
   tf_optim_destroy(t->optim);
   tf_ctx_destroy(t->ctx);
   free(t);
@@ -202,6 +228,7 @@ int tf_trainer_resume(tf_trainer *t, const char *checkpoint) {
     t->best_val = m.best_val_loss;
     double v;
     if (tf_checkpoint_meta_get_f64(&m, "last_loss", &v) == TF_OK) t->last_loss = v;
+    if (t->ls) rc = tf_loss_load(t->ls, &m);
     t->resumed = 1;
   }
   tf_checkpoint_meta_clear(&m);
@@ -220,6 +247,7 @@ static int save(tf_trainer *t) {
   snprintf(m.model, sizeof m.model, "%s", t->cfg.model_name ? t->cfg.model_name : "flow");
   int rc = tf_checkpoint_meta_set_config(&m, t->cfg.config_text);
   if (rc == TF_OK) rc = tf_checkpoint_meta_set_f64(&m, "last_loss", t->last_loss);
+  if (rc == TF_OK && t->ls) rc = tf_loss_save(t->ls, &m);
   if (rc == TF_OK) rc = tf_checkpoint_save(t->cfg.checkpoint, t->params, t->optim, &m);
   tf_checkpoint_meta_clear(&m);
   return rc;
@@ -278,6 +306,7 @@ int tf_dataset_log_prob(tf_flow *flow, tf_ctx *ctx, const tf_dataset *data, cons
 }
 
 double tf_trainer_val_nll(tf_trainer *t) {
+  if (!t->have_data) return NAN;
   const int64_t *rows = t->n_val ? t->val_rows : t->train_rows;
   const int64_t n = t->n_val ? t->n_val : t->n_train;
   double *lp = malloc((size_t)n * sizeof *lp);
@@ -312,13 +341,18 @@ static void log_line(tf_trainer *t) {
   const double per_step = t->run_steps > 0 ? (now - t->t_start) / (double)t->run_steps : NAN;
   char eta[32];
   fmt_duration(per_step * (double)(t->cfg.steps - t->step), eta, sizeof eta);
-  char val[32] = "-";
+  char val[32] = "-", terms[160] = "";
   if (!isnan(t->last_val)) snprintf(val, sizeof val, "%.5f", t->last_val);
+  if (t->ls) {
+    terms[0] = '(';
+    tf_loss_summary(t->ls, terms + 1, sizeof terms - 3);
+    strcat(terms, ") ");
+  }
   clear_bar(t);
-  fprintf(f, "step %*lld/%lld  loss %.5f  val %s  lr %.2e  |g| %.3g  %.3g samples/s  "
+  fprintf(f, "step %*lld/%lld  loss %.5f %s val %s  lr %.2e  |g| %.3g  %.3g samples/s  "
           "skipped %lld  ETA %s\n",
           (int)snprintf(NULL, 0, "%lld", (long long)t->cfg.steps), (long long)t->step,
-          (long long)t->cfg.steps, t->last_loss, val,
+          (long long)t->cfg.steps, t->last_loss, terms, val,
           tf_lr_at(&t->cfg.lr, t->step > 0 ? t->step - 1 : 0, t->cfg.steps), t->last_gnorm, rate,
           (long long)t->skipped, eta);
   fflush(f);
@@ -351,20 +385,65 @@ static void validate(tf_trainer *t) {
   if (t->last_val < t->best_val) t->best_val = t->last_val;
 }
 
+/* The gradient of the step's objective into the parameter gradient slab; *L its value. */
+static int objective(tf_trainer *t, tf_tensor *x, tf_tensor *c, double *L) {
+  tf_ctx *ctx = t->ctx;
+  if (!t->ls) {
+    tf_tensor *loss = tf_scale(ctx, tf_mean_all(ctx, tf_flow_log_prob(t->flow, ctx, x, c)), -1);
+    if (!loss) return tf_error(tf_ctx_status(ctx), "step %lld: %s", (long long)t->step,
+                               tf_errmsg());
+    *L = (double)loss->data[0];
+    return isfinite(*L) ? tf_params_backward(t->params, ctx, loss) : TF_OK;
+  }
+  tf_tensor *B, *E;
+  double lam;
+  int rc = tf_loss_terms(t->ls, ctx, t->step, x, c, &B, &E, &lam);
+  if (rc != TF_OK) return tf_error(rc, "step %lld: %s", (long long)t->step, tf_errmsg());
+  const double lb = (double)B->data[0], le = E ? (double)E->data[0] : NAN;
+  double lam_eff = lam;
+  if (t->cfg.loss.adaptive && E) {
+    /* two backward passes over the same tape: the terms' gradients, then their mix */
+    *L = lb + lam * le;
+    if (!isfinite(lb) || !isfinite(le)) return TF_OK;
+    rc = tf_params_backward(t->params, ctx, B);
+    if (rc != TF_OK) return rc;
+    const int64_t n = tf_params_size(t->params);
+    tf_real *g = tf_params_grads(t->params);
+    memcpy(t->gbuf, g, (size_t)n * sizeof *g);
+    const double gb = tf_params_grad_norm(t->params);
+    rc = tf_params_backward(t->params, ctx, E);
+    if (rc != TF_OK) return rc;
+    lam_eff = lam * tf_loss_adapt(t->ls, gb, tf_params_grad_norm(t->params));
+    for (int64_t i = 0; i < n; i++) g[i] = t->gbuf[i] + (tf_real)lam_eff * g[i];
+    *L = lb + lam_eff * le;
+  } else {
+    tf_tensor *total = E && lam > 0 ? tf_add(ctx, B, tf_scale(ctx, E, lam)) : B;
+    if (!total) return tf_error(tf_ctx_status(ctx), "step %lld: %s", (long long)t->step,
+                                tf_errmsg());
+    *L = (double)total->data[0];
+    if (isfinite(*L)) rc = tf_params_backward(t->params, ctx, total);
+  }
+  tf_loss_record(t->ls, lb, le, lam_eff);
+  return rc;
+}
+
 /* One optimizer step.  *bad = 1 when it was skipped for a non-finite loss or gradient. */
 static int train_step(tf_trainer *t, int *bad) {
+  if (t->ls) {
+    const int64_t le = t->cfg.log_every;
+    int rc = tf_loss_prepare(t->ls, t->ctx, t->step, le && (t->step + 1) % le == 0);
+    if (rc != TF_OK) return tf_error(rc, "step %lld: %s", (long long)t->step, tf_errmsg());
+  }
   tf_ctx_reset(t->ctx);
-  tf_tensor *x, *c;
-  gather_rows(t->ctx, &t->data, t->conditional, batch_rows(t, t->step), 0, t->cfg.batch,
-              &x, &c);
-  tf_tensor *loss = tf_scale(t->ctx, tf_mean_all(t->ctx, tf_flow_log_prob(t->flow, t->ctx, x, c)), -1);
-  if (!loss) return tf_error(tf_ctx_status(t->ctx), "step %lld: %s", (long long)t->step,
-                             tf_errmsg());
-  const double L = (double)loss->data[0];
+  tf_tensor *x = NULL, *c = NULL;
+  if (t->have_data && (!t->ls || tf_loss_uses_data(&t->cfg.loss)))
+    gather_rows(t->ctx, &t->data, t->conditional, batch_rows(t, t->step), 0, t->cfg.batch,
+                &x, &c);
+  double L = NAN;
+  int rc = objective(t, x, c, &L);
+  if (rc != TF_OK) return rc;
   *bad = !isfinite(L);
   if (!*bad) {
-    int rc = tf_params_backward(t->params, t->ctx, loss);
-    if (rc != TF_OK) return rc;
     const double lr = tf_lr_at(&t->cfg.lr, t->step, t->cfg.steps);
     double gn;
     rc = tf_optim_step(t->optim, tf_params_values(t->params), tf_params_grads(t->params), lr, &gn);
@@ -384,7 +463,7 @@ int tf_trainer_run(tf_trainer *t) {
   t->run_steps = 0;
   t->t_start = t->t_last_log = t->t_last_bar = now_s();
   t->step_last_log = t->step;
-  if (!t->resumed && t->step == 0 && tf_flow_get_config(t->flow)->actnorm) {
+  if (!t->resumed && t->step == 0 && tf_flow_get_config(t->flow)->actnorm && t->have_data) {
     tf_ctx_reset(t->ctx);
     tf_tensor *x, *c;
     gather_rows(t->ctx, &t->data, t->conditional, batch_rows(t, 0), 0, cfg->batch, &x,
@@ -437,9 +516,13 @@ int tf_trainer_run(tf_trainer *t) {
       fprintf(cfg->log, "stopped at step %lld of %lld%s%s; continue with --resume\n",
               (long long)t->step, (long long)cfg->steps, cfg->checkpoint ? ", checkpoint " : "",
               cfg->checkpoint ? cfg->checkpoint : "");
-    else
+    else if (t->have_data)
       fprintf(cfg->log, "done: %lld steps, final validation NLL %.5f nats (best %.5f), "
               "%lld non-finite steps skipped\n", (long long)t->step, t->last_val, t->best_val,
+              (long long)t->skipped);
+    else
+      fprintf(cfg->log, "done: %lld steps, final loss %.5f (no data, no validation NLL), "
+              "%lld non-finite steps skipped\n", (long long)t->step, t->last_loss,
               (long long)t->skipped);
     fflush(cfg->log);
   }

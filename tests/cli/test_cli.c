@@ -192,8 +192,18 @@ static void test_bad_configs(void **state) {
        {"bad.ini:5", "model.coupling", "quadratic", "affine"}},
       {"missing input file", BASE_MODEL "[data]\nfile = nowhere.h5\n", "",
        {"bad.ini:6", "data.file", "nowhere.h5", "No such file"}},
-      {"missing required key", BASE_MODEL "[train]\nsteps = 5\n", "",
+      {"no data", BASE_MODEL "[train]\nsteps = 5\n", "",
        {"data.file", "missing", NULL, NULL}},
+      {"unknown physics module", BASE_MODEL "[physics]\nname = nosuch\n" BASE_DATA, "",
+       {"bad.ini:6", "physics.name", "nosuch", NULL}},
+      {"TRADE without physics", BASE_MODEL BASE_DATA "[loss]\nkind = trade\n", "",
+       {"loss.kind = trade", "physics", NULL, NULL}},
+      {"c0 outside the range", BASE_MODEL "[physics]\nname = gmm\nc_min = 0.5\nc_max = 2\n"
+       "c0 = 3\n[loss]\nkind = trade\n", "", {"c0 = 3", "c_min <= c0 <= c_max", NULL, NULL}},
+      {"condition outside the module", BASE_MODEL "[physics]\nname = gmm\nc_max = 1e6\n",
+       "", {"bad.ini", "physics.c_max", "1e+06", "valid range"}},
+      {"no exact sampler", BASE_MODEL "[physics]\nname = dw4\n[data]\nexact_samples = 100\n",
+       "", {"data.exact_samples", "dw4", "no exact sampler", NULL}},
       {"bad --set", BASE_MODEL BASE_DATA, "--set trainsteps5",
        {"--set argument 1", "section.key=value", NULL, NULL}},
       {"dimension mismatch", BASE_MODEL "dim = 3\n" BASE_DATA, "",
@@ -244,6 +254,36 @@ static void test_bad_inputs(void **state) {
   assert_non_null(strstr(out, "unknown command 'bogus'"));
 }
 
+/* TRADE from a config file: boundary data from the module's exact sampler, then samples with
+ * the target density and importance weights filled in. */
+static void test_trade_from_config(void **state) {
+  (void)state;
+  write_file("trade.ini", "[model]\nblocks = 2\nhidden = 16\n[physics]\nname = gmm\n"
+                          "c_min = 0.5\nc_max = 2\n[data]\nexact_samples = 2000\n"
+                          "[loss]\nkind = trade\ngrid_points = 4\ngrid_samples = 64\n"
+                          "points = 64\nlambda_warmup = 5\nlambda_ramp = 5\n"
+                          "[train]\nsteps = 20\nbatch = 64\nlog_every = 10\n"
+                          "[output]\ndir = run_trade\n");
+  assert_int_equal(run("train trade.ini"), 0);
+  assert_non_null(strstr(out, "loss trade"));
+  assert_non_null(strstr(out, "trade "));   /* the TRADE term on the progress line */
+  assert_non_null(strstr(out, "ess "));
+  assert_int_equal(run("sample run_trade/checkpoint.h5 --n 500 --condition 1.5 --out st.h5"), 0);
+  char path[512];
+  snprintf(path, sizeof path, "%s/st.h5", dir);
+  tf_samples s;
+  assert_int_equal(tf_samples_read(path, &s), TF_OK);
+  assert_int_equal(s.n, 500);
+  for (int i = 0; i < 500; i++) {
+    assert_true(isfinite(s.log_q[i]) && isfinite(s.log_w[i]));
+    assert_true(fabs(s.log_w[i] - (s.log_q[i] - s.log_p[i])) < 1e-9);
+  }
+  tf_samples_free(&s);
+  /* a condition the module does not allow */
+  assert_int_equal(run("sample run_trade/checkpoint.h5 --n 5 --condition 1e6 --out st2.h5"), 2);
+  assert_non_null(strstr(out, "valid range"));
+}
+
 /* the shipped example config is valid and runs (a few steps, on this test's data) */
 static void test_example_config(void **state) {
   (void)state;
@@ -258,6 +298,7 @@ int main(void) {
       cmocka_unit_test(test_train_sample_eval),
       cmocka_unit_test(test_resume_from_the_command_line),
       cmocka_unit_test(test_bad_configs),
+      cmocka_unit_test(test_trade_from_config),
       cmocka_unit_test(test_bad_inputs),
       cmocka_unit_test(test_example_config),
   };

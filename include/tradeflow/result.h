@@ -1,0 +1,159 @@
+/* tradeflow — evaluating a flow against its physics target, and the result files that
+ * `tradeflow eval` writes and `tradeflow plot` reads.
+ *
+ * One file holds the metrics of one flow at K conditions c_0 < ... < c_{K-1} for M named
+ * observables of its physics module.  Layout (docs/FILES.md, "Evaluation results"):
+ *   per-condition float64 [K] datasets   one per entry of tf_eval_result's `col` (names below)
+ *   per-observable float64 [K, M] tables one per entry of `tab`; attribute `observables`
+ *   root attributes                      format = "tradeflow-eval", format_version = 1,
+ *                                        tradeflow_version, created, model, physics,
+ *                                        physics_name, param, checkpoint, config, kl_method
+ *                                        (strings); observables (string [M]); N, seed, imh_n,
+ *                                        bootstrap, kl_grid (int64)
+ * Missing values (no exact log Z, no reference samples, IMH off...) are NaN.  Counts are stored
+ * as float64 like everything per condition, so one reader covers every column.
+ *
+ * Writing is atomic (temporary in the same directory, fsync, rename), as for every file
+ * tradeflow writes (h5io.h, "Atomic writes").  Nothing here is collective; call from one rank.
+ */
+#ifndef TRADEFLOW_RESULT_H
+#define TRADEFLOW_RESULT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tradeflow/flow.h"
+#include "tradeflow/physics.h"
+#include "tradeflow/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TF_RESULT_FORMAT "tradeflow-eval"
+
+/* Per-condition columns, [K] each.  The enum order is the order of `col` and of
+ * tf_eval_col_name(). */
+enum {
+  TF_EV_C = 0,       /* condition value */
+  TF_EV_N_VALID,     /* flow samples with a usable log-weight (finite or -inf) */
+  TF_EV_ESS,         /* Kish ESS / N */
+  TF_EV_ESS_ERR,     /* bootstrap error of ESS / N */
+  TF_EV_LOGZ,        /* log Zhat = LSE(log w) - log N */
+  TF_EV_LOGZ_ERR,    /* bootstrap error of log Zhat */
+  TF_EV_LOGZ_EXACT,  /* the module's exact log Z(c) (NaN: none) */
+  TF_EV_LOGZ_DIFF,   /* logz - logz_exact */
+  TF_EV_KL,          /* KL(p_exact || p_flow) by quadrature, nats (NaN: not computed) */
+  TF_EV_KL_ERR,      /* |KL(h) - KL(2h)|: grid-resolution estimate */
+  TF_EV_NLL_REF,     /* -mean log p_flow on reference samples at c, nats */
+  TF_EV_NLL_REF_ERR, /* its standard error */
+  TF_EV_N_REF,       /* reference samples used (0: none) */
+  TF_EV_REF_SOURCE,  /* 0 none, 1 the module's exact sampler, 2 a --reference file */
+  TF_EV_IMH_ACCEPT,  /* independence-Metropolis acceptance rate */
+  TF_EV_N_COLS
+};
+
+/* Per-observable tables, [K, M] each (row k: condition k; column j: observable j). */
+enum {
+  TF_EV_OBS_RW = 0,   /* self-normalised reweighted mean */
+  TF_EV_OBS_RW_ERR,   /* its bootstrap error */
+  TF_EV_OBS_IMH,      /* mean over the independence-Metropolis chain */
+  TF_EV_OBS_IMH_ERR,  /* sd sqrt(2 tau_int / n) */
+  TF_EV_OBS_TAU,      /* tau_int of the observable along the chain */
+  TF_EV_OBS_TAU_ERR,  /* its Madras-Sokal error */
+  TF_EV_OBS_REF,      /* mean on the reference samples */
+  TF_EV_OBS_REF_ERR,  /* its error (exact samples: sd / sqrt(n); file: with tau_int) */
+  TF_EV_N_TABS
+};
+
+typedef struct {
+  int64_t k;                 /* conditions */
+  int m;                     /* observables */
+  char **obs_names;          /* m names */
+  double *col[TF_EV_N_COLS]; /* each [k] */
+  double *tab[TF_EV_N_TABS]; /* each [k * m], row-major */
+  /* root attributes (strings owned by the struct; "" if absent) */
+  char *model, *physics, *physics_name, *param, *checkpoint, *config_text, *kl_method;
+  int64_t n, seed, imh_n, bootstrap, kl_grid;
+} tf_eval_result;
+
+/* Dataset names ("c", "ess", ..., "obs_rw", ...). */
+const char *tf_eval_col_name(int i);
+const char *tf_eval_tab_name(int i);
+
+/* Zeroes *r and allocates every column and table for k conditions and m observables, filled
+ * with NaN; obs_names are copied (NULL: "obs<j>").  TF_ENOMEM (r is left freed). */
+int tf_eval_result_alloc(tf_eval_result *r, int64_t k, int m, const char *const *obs_names);
+/* Frees everything and zeroes *r.  NULL is harmless. */
+void tf_eval_result_free(tf_eval_result *r);
+/* Copies s (NULL: "") into *field, freeing the previous string. */
+int tf_eval_result_set_str(char **field, const char *s);
+
+/* TF_OK if a file can be created at path (a temporary is made and removed): an unwritable
+ * output is reported before the work, not after it. */
+int tf_eval_result_probe(const char *path);
+/* Writes r atomically to path. */
+int tf_eval_result_write(const char *path, const tf_eval_result *r);
+/* Reads a result file into *r (overwritten, not freed; zeroed on error).  Checks format,
+ * format_version, that `c` exists and that every column has K rows and every table K x M;
+ * a column or table absent from the file (written by an older version) reads as NaN. */
+int tf_eval_result_read(const char *path, tf_eval_result *r);
+
+/* ================================ evaluation at one condition =================================
+ *
+ * tf_eval_condition fills row `row` of a result for the flow p_theta(x | c) against the target
+ * q(x | c) of a physics module (DESIGN.md section 4, "Metrics"):
+ *   - N samples x ~ p_theta(. | c), drawn in chunks with gradient recording off, latents from
+ *     the stream (seed, 0, TF_RNG_LATENT, index); log w = log q - log p_theta.  Samples with a
+ *     non-finite x or log p_theta, or a NaN / +inf log w, are dropped and counted
+ *     (n_valid = N - dropped; a note says how many);
+ *   - Kish ESS/N and log Zhat with bootstrap errors (B resamples, stream (seed, 0,
+ *     TF_RNG_USER + 1, index)), the exact log Z and the difference when the module has one;
+ *   - every observable reweighted (SNIS, bootstrap error, same resamples) and along an
+ *     independence-Metropolis chain over the first imh_n valid samples (uniforms from
+ *     (seed, 0, TF_RNG_MCMC, index)), with tau_int per observable and the error
+ *     sd sqrt(2 tau / n);
+ *   - reference samples: `ref` when given (rows of a reference file at this c, error of the
+ *     means with tau_int in file order, since such files are often Markov chains), else n_ref
+ *     exact samples when the module has an exact sampler at c (stream (seed, 0,
+ *     TF_RNG_USER + 2, index); plain standard errors): the flow's NLL on them and the
+ *     observable means;
+ *   - KL(p_exact || p_theta) for D = 2 when log Z is known, by the midpoint rule on a
+ *     kl_grid x kl_grid grid over the box mean +- 8 sd per axis of the reweighted samples,
+ *     widened 1.5x about its centre (up to 10 times) until the exact mass inside is
+ *     >= 1 - 1e-6; kl_err = |KL(h) - KL(2h)| from the every-other-point subgrid.
+ * Uses ctx (reset on return).  Deterministic in (seed, index) and independent of the chunk
+ * size.  `note` (may be NULL) receives warnings ("" if none), separated by "; ". */
+typedef struct {
+  int64_t n;         /* flow samples (>= 2) */
+  int64_t chunk;     /* sampling batch (0: 4096) */
+  uint64_t seed;
+  int64_t imh_n;     /* IMH chain length, <= n (0: no IMH; < 0: all valid samples) */
+  int64_t bootstrap; /* resamples B (>= 2) */
+  int kl_grid;       /* points per axis (0: no KL) */
+  int64_t n_ref;     /* exact reference samples when the module can draw them (0: none) */
+} tf_eval_config;
+
+/* Reference samples at the condition, in the module's coordinates (n, D) row-major. */
+typedef struct {
+  int64_t n;
+  const double *x;
+} tf_eval_ref;
+
+tf_eval_config tf_eval_defaults(void); /* N 20000, chunk 4096, seed 1, IMH all, B 200, grid 400 */
+
+/* r: allocated for >= row + 1 conditions and tf_physics_n_obs(p) observables.  Writes column
+ * TF_EV_C = c and every other column and table row it can (NaN stays where nothing applies).
+ * TF_EINVAL when the flow's dimension is not the module's; the physics error for a c outside
+ * the module's range; TF_ENUMERIC when fewer than 2 samples are valid. */
+int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c, int64_t index,
+                      const tf_eval_config *cfg, const tf_eval_ref *ref, tf_eval_result *r,
+                      int64_t row, char *note, size_t note_len);
+
+/* The KL method as a sentence, for the kl_method attribute and the help text. */
+const char *tf_eval_kl_method(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# jobs/results/trade/run.sh — reproduce docs/RESULTS-trade.md (issue 4): train every method on
+# every target, evaluate, plot, and summarise.
+#
+#   jobs/results/trade/run.sh [-j JOBS] [--seeds "1 2 3"] [--only "multiwell gmm ..."] OUTDIR
+#
+# Needs the built `tradeflow` (TRADEFLOW=path, default build/tradeflow at the repo root) and,
+# for dw4, ../shared/data/molecular/dw4.h5 (TF_SHARED_DATA overrides ../shared/data).
+# Runs JOBS trainings at a time (default 2: one per core).  Everything lands in OUTDIR:
+#   <exp>/<method>-s<seed>/        run directory (checkpoint.h5, config.ini, train.log)
+#   <exp>/<method>-s<seed>.h5      `tradeflow eval` result file, .txt its table
+#   <exp>/plots/                   `tradeflow plot` of all methods (first seed)
+#   double_well/profile-<method>-s<seed>.dat   free-energy profile at T = 0.4
+#   summary.txt                    ESS / log Z / KL per method: mean and spread over seeds
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+tf="${TRADEFLOW:-$root/build/tradeflow}"
+data="${TF_SHARED_DATA:-$root/../shared/data}"
+jobs=2
+seeds="1"
+only="multiwell double_well gmm manywell dw4"
+while (($#)); do
+  case "$1" in
+    -j) jobs="$2"; shift ;;
+    --seeds) seeds="$2"; shift ;;
+    --only) only="$2"; shift ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    *) out="$1" ;;
+  esac
+  shift
+done
+[[ -n "${out:-}" ]] || { echo "run.sh: give an output directory (see --help)" >&2; exit 2; }
+[[ -x "$tf" ]] || { echo "run.sh: no tradeflow executable at $tf (build first, or set TRADEFLOW)" >&2; exit 2; }
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+
+# method -> --set overrides (the config's [loss] kind = trade is the grid variant)
+declare -A M=(
+  [trade_grid]="--set loss.kind=trade --set loss.variant=grid"
+  [trade_cont]="--set loss.kind=trade --set loss.variant=continuous"
+  [nll_latent]="--set loss.kind=nll --set model.subnet_condition=false --set model.base_temperature=true"
+  [reverse_kl]="--set loss.kind=reverse_kl --set data.exact_samples=0"
+  [reweight]="--set loss.kind=reweight"
+)
+declare -A METHODS=(
+  [multiwell]="trade_grid trade_cont nll_latent reverse_kl reweight"
+  [double_well]="trade_grid trade_cont nll_latent reverse_kl reweight"
+  [gmm]="trade_grid trade_cont reverse_kl reweight"
+  [manywell]="nll"
+  [dw4]="trade_grid trade_cont reweight"
+)
+declare -A COND=(
+  [multiwell]="0.4,0.5,0.7,1,1.1"
+  [double_well]="0.4,0.5,0.7,1,1.1"
+  [gmm]="0.21,0.34,0.55,0.89,1,1.13,1.83,2.98,4.83"
+  [manywell]="1"
+  [dw4]="0.7,1,1.5"
+)
+M[nll]=""
+
+# one line per training job: exp method seed
+joblist="$out/jobs.txt"
+: > "$joblist"
+for exp in $only; do
+  for method in ${METHODS[$exp]}; do
+    for seed in $seeds; do echo "$exp $method $seed" >> "$joblist"; done
+  done
+done
+
+run_one() {
+  local exp="$1" method="$2" seed="$3"
+  local dir="$out/$exp/$method-s$seed" extra=()
+  mkdir -p "$out/$exp"
+  [[ "$exp" == dw4 ]] && extra=(--set "data.file=$data/molecular/dw4.h5")
+  if [[ -f "$dir/checkpoint.h5" ]]; then
+    # finished or interrupted earlier: continue (a finished run returns at once)
+    "$tf" train "$here/$exp.ini" ${M[$method]} "${extra[@]}" --set "output.dir=$dir" \
+      --set "model.seed=$seed" --set "train.seed=$seed" --resume >> "$dir.train.log" 2>&1
+  else
+    "$tf" train "$here/$exp.ini" ${M[$method]} "${extra[@]}" --set "output.dir=$dir" \
+      --set "model.seed=$seed" --set "train.seed=$seed" > "$dir.train.log" 2>&1
+  fi
+  "$tf" eval "$dir/checkpoint.h5" --conditions "${COND[$exp]}" --n 20000 --seed "$seed" \
+    --out "$dir.h5" > "$dir.txt" 2> "$dir.eval.log"
+  if [[ "$exp" == double_well ]]; then
+    "$tf" profile "$dir/checkpoint.h5" --condition 0.4 --coord 0 --range -2,2 --bins 40 \
+      --n 400000 --seed "$seed" --out "$out/$exp/profile-$method-s$seed.dat" \
+      > "$out/$exp/profile-$method-s$seed.txt"
+  fi
+  echo "done: $exp $method seed $seed"
+}
+export -f run_one
+export out tf here data
+export M_DEF="$(declare -p M COND)"
+
+# xargs cannot pass associative arrays: re-declare them in each child
+while read -r exp method seed; do echo "$exp $method $seed"; done < "$joblist" |
+  xargs -P "$jobs" -L 1 bash -c 'eval "$M_DEF"; run_one "$@"' _
+
+# plots of the first seed, all methods together
+first="${seeds%% *}"
+for exp in $only; do
+  files=() labels=()
+  for method in ${METHODS[$exp]}; do
+    files+=("$out/$exp/$method-s$first.h5")
+    labels+=("$method")
+  done
+  (IFS=,; "$tf" plot "${files[@]}" --labels "${labels[*]}" --out "$out/$exp/plots" \
+     > "$out/$exp/plots.log" 2>&1) || echo "run.sh: plot of $exp failed (see $out/$exp/plots.log)" >&2
+done
+"$here/summarize.sh" "$out" > "$out/summary.txt"
+cat "$out/summary.txt"

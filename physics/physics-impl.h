@@ -1,0 +1,139 @@
+/* physics-impl.h — private: the module descriptor behind include/tradeflow/physics.h.
+ *
+ * A module is a const tf_phys_module (name, help, option table, function pointers) plus the
+ * per-instance struct tf_physics below.  physics.c owns everything generic: the registry,
+ * option parsing and the canonical description, argument and range checks, the parameter
+ * form of log q, observables' first column, identity import/export; mcmc.c runs MALA on any
+ * module.  A module supplies only its potential, optional extras, and its ranges.
+ *
+ * Parameter forms (tf_phys_form), with U(x) the module's energy (tf_physics_energy):
+ *   TF_PHYS_TEMPERATURE  log q = -U / T,   grad_x log q = -grad U / T,  d/dT log q = U / T^2
+ *   TF_PHYS_BETA         log q = -beta U,  grad_x log q = -beta grad U, d/dbeta log q = -U
+ * A module whose log q is not of either form would add a `log_q` override here.
+ *
+ * Symbols shared between the physics sources carry the prefix tf_phys_ (not public API).
+ */
+#ifndef TRADEFLOW_PHYSICS_IMPL_H
+#define TRADEFLOW_PHYSICS_IMPL_H
+
+#include <stdint.h>
+
+#include "tradeflow/physics.h"
+#include "tradeflow/rng.h"
+
+enum { TF_PHYS_MAX_OPTS = 4, TF_PHYS_DESCRIBE_LEN = 256 };
+
+typedef enum { TF_PHYS_OPT_INT, TF_PHYS_OPT_REAL, TF_PHYS_OPT_CHOICE } tf_phys_opt_kind;
+
+/* One option: integers and reals must lie in [lo, hi]; a choice is an index into `choices`
+ * ("ordered|unordered"), stored as a double in tf_physics.opt. */
+typedef struct {
+  const char *key;
+  tf_phys_opt_kind kind;
+  double def;
+  double lo, hi;
+  const char *choices;
+} tf_phys_opt;
+
+typedef enum { TF_PHYS_TEMPERATURE, TF_PHYS_BETA } tf_phys_form;
+
+typedef struct tf_phys_module tf_phys_module;
+
+struct tf_physics {
+  const tf_phys_module *m;
+  double opt[TF_PHYS_MAX_OPTS]; /* option values in the order of m->opts */
+  int dim;
+  int64_t raw_dim;              /* external layout width (export_dim) */
+  double lo, hi;                /* valid parameter interval */
+  double cmin, cmax, c0;        /* default training range and boundary */
+  void *state;                  /* module-owned, freed by m->teardown (or free() if NULL) */
+  char describe[TF_PHYS_DESCRIBE_LEN];
+};
+
+struct tf_phys_module {
+  const char *name;
+  const char *help;
+  const char *param; /* "T", "beta" */
+  tf_phys_form form;
+  int n_opts;
+  const tf_phys_opt *opts;
+  /* After the options are parsed: set dim, raw_dim, ranges and state.  Errors via tf_error. */
+  int (*setup)(tf_physics *p);
+  void (*teardown)(tf_physics *p); /* NULL: free(p->state) */
+  /* U(x) of one row; grad_u (D) receives dU/dx when not NULL.  Never fails: non-finite x or
+   * overlapping particles give non-finite values. */
+  double (*energy)(const tf_physics *p, const double *x, double *grad_u);
+  /* Optional (NULL: TF_EUNSUP).  c is already checked against [lo, hi]. */
+  int (*log_z)(const tf_physics *p, double c, double *log_z);
+  int (*has_sampler)(const tf_physics *p, double c);
+  int (*sample)(const tf_physics *p, double c, int64_t n, tf_rng *rng, double *x);
+  /* Observables: names[0] is "energy", filled by physics.c; observables() fills obs[1..n_obs)
+   * of one row given its energy u. */
+  int n_obs;
+  const char *const *obs_names;
+  void (*observables)(const tf_physics *p, const double *x, double u, double *obs);
+  /* MCMC: default start of chain `chain` (D values) and the default MALA step at c0, scaled
+   * by sqrt(T / c0) (temperature) or sqrt(c0 / beta) (beta) for other parameters. */
+  void (*start)(const tf_physics *p, int64_t chain, double *x);
+  double mala_step;
+  /* External layout (raw_dim != dim).  NULL: only the identity (raw_dim == dim). */
+  void (*import_raw)(const tf_physics *p, int64_t n, const double *raw, double *x);
+  void (*export_raw)(const tf_physics *p, int64_t n, const double *x, double *raw);
+};
+
+/* ---- the registry (physics/molecular/...) ------------------------------------------------- */
+
+extern const tf_phys_module tf_phys_double_well;
+extern const tf_phys_module tf_phys_multiwell;
+extern const tf_phys_module tf_phys_manywell;
+extern const tf_phys_module tf_phys_gmm;
+extern const tf_phys_module tf_phys_mueller_brown;
+extern const tf_phys_module tf_phys_dw4;
+extern const tf_phys_module tf_phys_lj13;
+
+/* ---- helpers shared by modules (physics.c, molecular/quad.c) ------------------------------ */
+
+/* TF_ERANGE naming module, parameter and value when c is not finite or outside [lo, hi]. */
+int tf_phys_check_param(const tf_physics *p, double c);
+
+/* log of the integral over [a, b] of exp(f(x)), by the trapezoidal rule on a grid of step h0
+ * halved until two successive values of the log differ by at most rtol (at least one halving,
+ * at most 14).  The integrand must be negligible at both ends (the rule is then spectrally
+ * accurate for smooth f).  The sum is kept as a running log-sum-exp, so f may be large.
+ * TF_ENUMERIC when no convergence or the integral is 0 / not finite. */
+int tf_phys_quad_log1d(double (*f)(double x, const void *ctx), const void *ctx, double a,
+                       double b, double h0, double rtol, double *log_int);
+/* The same on the box [ax, bx] x [ay, by] with a square grid of step h0 (at most 3 halvings:
+ * h0 must already be close to resolving the integrand). */
+int tf_phys_quad_log2d(double (*f)(double x, double y, const void *ctx), const void *ctx,
+                       double ax, double bx, double ay, double by, double h0, double rtol,
+                       double *log_int);
+
+/* The quartic double well U(x) = x^4 + a x^2 + b x with two minima (a < 0, |b| small). */
+typedef struct {
+  double a, b;
+  double m[2];  /* minima, m[0] < 0 < m[1] */
+  double um[2]; /* U(m[i]) */
+} tf_phys_quartic;
+
+/* Fills q; TF_EINVAL when U has not two minima on either side of 0. */
+int tf_phys_quartic_init(tf_phys_quartic *q, double a, double b);
+double tf_phys_quartic_u(const tf_phys_quartic *q, double x);
+/* log of the integral of exp(-U(x) / T) over the real line (quadrature, ~1e-13 relative). */
+int tf_phys_quartic_log_z(const tf_phys_quartic *q, double T, double *log_z);
+
+/* Exact sampler of exp(-U(x) / T): rejection from a piecewise-Gaussian envelope.  On each
+ * half-line the Gaussian centred at that side's minimum with variance T / (2 (3 m^2 + a)) lies
+ * above exp(-(U(x) - U(m)) / T) (because U(x) - U(m) = (x - m)^2 (x^2 + 2 m x + 3 m^2 + a) and
+ * the second factor is smallest at x = 0 on the half-line), so the bound is analytic. */
+typedef struct {
+  double T;
+  double s[2];   /* envelope standard deviations */
+  double p_pos;  /* probability of proposing on the positive side */
+} tf_phys_quartic_env;
+
+void tf_phys_quartic_env_init(const tf_phys_quartic *q, double T, tf_phys_quartic_env *e);
+double tf_phys_quartic_draw(const tf_phys_quartic *q, const tf_phys_quartic_env *e,
+                            tf_rng *rng);
+
+#endif
