@@ -21,7 +21,7 @@
 #include "tradeflow/error.h"
 #include "tradeflow/rng.h"
 
-enum { CHUNK = 4096, N_BOOT = 100, QUAD = 4001 };
+enum { CHUNK = 4096, N_BOOT = 100, QUAD = 4001, SUB = 32 };
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -53,7 +53,7 @@ static void histogram(const double *s, const double *w, const int *mult, int64_t
   for (int k = 0; k < M; k++) dens[k] = tot > 0 ? dens[k] / (tot * h) : 0;
 }
 
-/* Exact marginal of coordinate K of a 2-D module on the bin centres, normalised on [a, b]:
+/* Exact marginal of coordinate K of a 2-D module averaged over each bin, normalised on [a, b]:
  * p(s) ∝ ∫ q(s, t) dt by the trapezoidal rule over t in [t_lo, t_hi], the interval found from
  * where q is non-negligible. */
 static int exact_profile(const tf_physics *p, double c, int K, double a, double b, int M,
@@ -72,19 +72,29 @@ static int exact_profile(const tf_physics *p, double c, int K, double a, double 
   for (int pass = 0; pass < 6; pass++, L *= 2) {
     double edge = -INFINITY, peak = -INFINITY;
     for (int k = 0; k < M && rc == TF_OK; k++) {
-      const double s = a + (k + 0.5) * h, dt = 2 * L / (QUAD - 1);
-      for (int i = 0; i < QUAD; i++) {
-        x[2 * i + K] = s;
-        x[2 * i + 1 - K] = -L + i * dt;
+      /* the histogram estimates the bin average of p, so the exact profile is averaged over
+       * the bin too (SUB midpoints): at the steep walls of a well the value at the bin centre
+       * differs from the bin average by several kT */
+      double ls[SUB];
+      for (int j = 0; j < SUB && rc == TF_OK; j++) {
+        const double s = a + (k + (j + 0.5) / SUB) * h, dt = 2 * L / (QUAD - 1);
+        for (int i = 0; i < QUAD; i++) {
+          x[2 * i + K] = s;
+          x[2 * i + 1 - K] = -L + i * dt;
+        }
+        rc = tf_physics_log_q(p, QUAD, x, cc, lq, NULL, NULL);
+        double m = -INFINITY;
+        for (int i = 0; i < QUAD; i++) m = fmax(m, lq[i]);
+        double sum = 0;
+        for (int i = 0; i < QUAD; i++) sum += (i == 0 || i == QUAD - 1 ? 0.5 : 1) * exp(lq[i] - m);
+        ls[j] = m + log(sum * dt);
+        peak = fmax(peak, m);
+        edge = fmax(edge, fmax(lq[0], lq[QUAD - 1]));
       }
-      rc = tf_physics_log_q(p, QUAD, x, cc, lq, NULL, NULL);
-      double m = -INFINITY;
-      for (int i = 0; i < QUAD; i++) m = fmax(m, lq[i]);
-      double sum = 0;
-      for (int i = 0; i < QUAD; i++) sum += (i == 0 || i == QUAD - 1 ? 0.5 : 1) * exp(lq[i] - m);
-      lm[k] = m + log(sum * dt);
-      peak = fmax(peak, m);
-      edge = fmax(edge, fmax(lq[0], lq[QUAD - 1]));
+      double m = -INFINITY, sum = 0;
+      for (int j = 0; j < SUB; j++) m = fmax(m, ls[j]);
+      for (int j = 0; j < SUB; j++) sum += exp(ls[j] - m);
+      lm[k] = m + log(sum / SUB);
     }
     if (rc != TF_OK || edge < peak - 40) break;
   }

@@ -7,24 +7,24 @@
  *           tf_h5_read_matrix, tf_h5_matrix_open/rows/cols/read/close,
  *           tf_h5_has_dataset, tf_h5_list_datasets, tf_h5_free_names.
  * None is collective.  Every exported function that touches HDF5 runs with HDF5's error
- * printing off (quiet_on/quiet_off) and reports through tf_error().
+ * printing off (tf__h5_quiet_on/off) and reports through tf_error().  The plumbing shared with
+ * h5result.c (errors, attribute writers, atomic files) is in h5util.c, declared in h5-impl.h.
  * Layouts: include/tradeflow/h5io.h and docs/FILES.md.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <hdf5.h>
 
+#include "h5-impl.h"
 #include "tradeflow/h5io.h"
 
 #ifndef TF_VERSION_STRING
@@ -47,73 +47,7 @@ enum { K_INT = 1, K_FLOAT = 2, K_STRING = 4 }; /* accepted type classes */
 
 const char *tf_h5_version(void) { return TF_VERSION_STRING; }
 
-/* ---- HDF5 plumbing --------------------------------------------------------------------------- */
-
-typedef struct {
-  H5E_auto2_t fn;
-  void *data;
-} quiet;
-
-/* HDF5 prints its error stack to stderr by default; the user should see only our message,
- * but the application's own setting is restored on the way out. */
-static quiet quiet_on(void) {
-  quiet q = {NULL, NULL};
-  if (H5Eget_auto2(H5E_DEFAULT, &q.fn, &q.data) < 0) {
-    q.fn = NULL;
-    q.data = NULL;
-  }
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  return q;
-}
-
-static void quiet_off(quiet q) { H5Eset_auto2(H5E_DEFAULT, q.fn, q.data); }
-
-typedef struct {
-  char *buf;
-  size_t len;
-} cause_ctx;
-
-static herr_t cause_cb(unsigned n, const H5E_error2_t *e, void *p) {
-  cause_ctx *c = p;
-  if (n == 0 && e->desc && *e->desc) snprintf(c->buf, c->len, "%s", e->desc);
-  return 0;
-}
-
-/* Report an HDF5 failure with HDF5's innermost reason appended.  Must be called right after
- * the failing call: the next HDF5 API call clears the error stack. */
-static int h5fail(int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-static int h5fail(int code, const char *fmt, ...) {
-  char cause[400] = "", msg[768];
-  cause_ctx c = {cause, sizeof cause};
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, cause_cb, &c);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (cause[0]) return tf_error(code, "%s (HDF5: %s)", msg, cause);
-  return tf_error(code, "%s", msg);
-}
-
-/* Close any kind of HDF5 id and invalidate it; invalid ids are ignored, so cleanup labels can
- * close everything unconditionally. */
-static void h5close(hid_t *id) {
-  if (*id < 0) return;
-  switch (H5Iget_type(*id)) {
-  case H5I_FILE: H5Fclose(*id); break;
-  case H5I_GROUP: H5Gclose(*id); break;
-  case H5I_DATASET: H5Dclose(*id); break;
-  case H5I_DATASPACE: H5Sclose(*id); break;
-  case H5I_DATATYPE: H5Tclose(*id); break;
-  case H5I_ATTR: H5Aclose(*id); break;
-  case H5I_GENPROP_LST: H5Pclose(*id); break;
-  default: break;
-  }
-  *id = H5I_INVALID_HID;
-}
+/* ---- HDF5 plumbing (the shared part is in h5util.c) ----------------------------------------- */
 
 static const char *type_str(hid_t t, char *buf, size_t len) {
   const size_t bits = 8 * H5Tget_size(t);
@@ -162,14 +96,6 @@ static const char *dims_str(int rank, const hsize_t *dims, char *buf, size_t len
   return buf;
 }
 
-static char *dup_str(const char *s) {
-  if (!s) s = "";
-  size_t n = strlen(s) + 1;
-  char *d = malloc(n);
-  if (d) memcpy(d, s, n);
-  return d;
-}
-
 static double *alloc_doubles(int64_t n) {
   if (n < 0 || (uint64_t)n > SIZE_MAX / sizeof(double)) return NULL;
   return malloc((size_t)(n ? n : 1) * sizeof(double));
@@ -213,7 +139,7 @@ static int dset_open(hid_t loc, const char *path, const char *name, const char *
   if (!*bare || !link_exists(loc, name))
     return tf_error(TF_EFORMAT, "%s: dataset '%s' not found", path, shown);
   obj = H5Oopen(loc, name, H5P_DEFAULT);
-  if (obj < 0) return h5fail(TF_EFORMAT, "%s: cannot open '%s'", path, shown);
+  if (obj < 0) return tf__h5_fail(TF_EFORMAT, "%s: cannot open '%s'", path, shown);
   if (H5Iget_type(obj) != H5I_DATASET) {
     st = tf_error(TF_EFORMAT, "%s: '%s' is a group or named type, not a dataset", path, shown);
     goto done;
@@ -221,7 +147,7 @@ static int dset_open(hid_t loc, const char *path, const char *name, const char *
   t = H5Dget_type(obj);
   s = H5Dget_space(obj);
   if (t < 0 || s < 0) {
-    st = h5fail(TF_EFORMAT, "%s: cannot read the type or extent of dataset '%s'", path, shown);
+    st = tf__h5_fail(TF_EFORMAT, "%s: cannot read the type or extent of dataset '%s'", path, shown);
     goto done;
   }
   type_str(t, d->type, sizeof d->type);
@@ -232,22 +158,22 @@ static int dset_open(hid_t loc, const char *path, const char *name, const char *
   }
   d->rank = H5Sget_simple_extent_ndims(s);
   if (d->rank < 0 || H5Sget_simple_extent_dims(s, d->dims, NULL) < 0) {
-    st = h5fail(TF_EFORMAT, "%s: cannot read the extent of dataset '%s'", path, shown);
+    st = tf__h5_fail(TF_EFORMAT, "%s: cannot read the extent of dataset '%s'", path, shown);
     goto done;
   }
   d->id = obj;
   obj = H5I_INVALID_HID;
 done:
-  h5close(&s);
-  h5close(&t);
-  h5close(&obj);
+  tf__h5_close(&s);
+  tf__h5_close(&t);
+  tf__h5_close(&obj);
   return st;
 }
 
 static int dset_read(const dset *d, hid_t memtype, const char *path, const char *shown,
                      void *out) {
   if (H5Dread(d->id, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
-    return h5fail(TF_EFORMAT, "%s: cannot read dataset '%s' (corrupt file?)", path, shown);
+    return tf__h5_fail(TF_EFORMAT, "%s: cannot read dataset '%s' (corrupt file?)", path, shown);
   return TF_OK;
 }
 
@@ -268,16 +194,15 @@ static int file_open_ro(const char *path, hid_t *f) {
   const htri_t is = H5Fis_hdf5(path);
   if (is == 0)
     return tf_error(TF_EFORMAT, "%s: not an HDF5 file%s", path, sb.st_size ? "" : " (empty)");
-  if (is < 0) return h5fail(TF_EIO, "%s: cannot read the file", path);
+  if (is < 0) return tf__h5_fail(TF_EIO, "%s: cannot read the file", path);
   *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (*f < 0) {
-    char cause[200] = "";
-    cause_ctx c = {cause, sizeof cause};
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, cause_cb, &c);
+    char cause[200];
+    tf__h5_cause(cause, sizeof cause);
     if (strstr(cause, "lock"))
       return tf_error(TF_EIO, "%s: cannot lock the file (HDF5: %s); on file systems without "
                       "locking set HDF5_USE_FILE_LOCKING=FALSE", path, cause);
-    return h5fail(TF_EFORMAT, "%s: cannot open HDF5 file (truncated or corrupt?)", path);
+    return tf__h5_fail(TF_EFORMAT, "%s: cannot open HDF5 file (truncated or corrupt?)", path);
   }
   return TF_OK;
 }
@@ -294,13 +219,13 @@ static int attr_open(hid_t obj, const char *path, const char *where, const char 
   *t = H5I_INVALID_HID;
   *a = H5Aopen(obj, name, H5P_DEFAULT);
   if (*a < 0)
-    return h5fail(TF_EFORMAT, "%s: cannot open attribute '%s' of '%s'", path, name, where);
+    return tf__h5_fail(TF_EFORMAT, "%s: cannot open attribute '%s' of '%s'", path, name, where);
   *t = H5Aget_type(*a);
   s = H5Aget_space(*a);
   int st = TF_OK;
   char ty[32];
   if (*t < 0 || s < 0) {
-    st = h5fail(TF_EFORMAT, "%s: cannot read attribute '%s' of '%s'", path, name, where);
+    st = tf__h5_fail(TF_EFORMAT, "%s: cannot read attribute '%s' of '%s'", path, name, where);
   } else if (!class_ok(*t, kinds)) {
     st = tf_error(TF_EFORMAT, "%s: attribute '%s' of '%s': expected %s, found %s", path, name,
                   where, kinds_str(kinds), type_str(*t, ty, sizeof ty));
@@ -312,10 +237,10 @@ static int attr_open(hid_t obj, const char *path, const char *where, const char 
                     name, where, max_n > 1 ? "1 to " : "", (long long)max_n, max_n > 1 ? "s" : "",
                     (long long)*n);
   }
-  h5close(&s);
+  tf__h5_close(&s);
   if (st != TF_OK) {
-    h5close(t);
-    h5close(a);
+    tf__h5_close(t);
+    tf__h5_close(a);
   }
   return st;
 }
@@ -328,11 +253,11 @@ static int attr_get_num(hid_t obj, const char *path, const char *where, const ch
   int st = attr_open(obj, path, where, name, kinds, max_n, &a, &t, &n);
   if (st != TF_OK) return st;
   if (H5Aread(a, memtype, out) < 0)
-    st = h5fail(TF_EFORMAT, "%s: cannot read attribute '%s' of '%s'", path, name, where);
+    st = tf__h5_fail(TF_EFORMAT, "%s: cannot read attribute '%s' of '%s'", path, name, where);
   else if (n_out)
     *n_out = n;
-  h5close(&t);
-  h5close(&a);
+  tf__h5_close(&t);
+  tf__h5_close(&a);
   return st;
 }
 
@@ -347,13 +272,13 @@ static int attr_get_str(hid_t obj, const char *path, const char *where, const ch
   mt = H5Tcopy(H5T_C_S1);
   /* HDF5 converts between strings of one character set only, so read in the file's. */
   if (mt < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0) {
-    st = h5fail(TF_EFORMAT, "%s: attribute '%s' of '%s': bad string type", path, name, where);
+    st = tf__h5_fail(TF_EFORMAT, "%s: attribute '%s' of '%s': bad string type", path, name, where);
   } else if (H5Tis_variable_str(t) > 0) {
     char *s = NULL;
     if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, &s) < 0) {
-      st = h5fail(TF_EFORMAT, "%s: cannot read attribute '%s' of '%s'", path, name, where);
+      st = tf__h5_fail(TF_EFORMAT, "%s: cannot read attribute '%s' of '%s'", path, name, where);
     } else {
-      *out = dup_str(s);
+      *out = tf__h5_dup_str(s);
       if (s) H5free_memory(s);
       if (!*out) st = tf_error(TF_ENOMEM, "%s: attribute '%s': out of memory", path, name);
     }
@@ -362,11 +287,11 @@ static int attr_get_str(hid_t obj, const char *path, const char *where, const ch
      * ones would drop the last character of a string that fills its field. */
     const size_t sz = H5Tget_size(t);
     char *s = calloc(sz + 1, 1);
-    h5close(&mt);
+    tf__h5_close(&mt);
     if (!s) {
       st = tf_error(TF_ENOMEM, "%s: attribute '%s': out of memory", path, name);
     } else if ((mt = H5Tcopy(t)) < 0 || H5Aread(a, mt, s) < 0) {
-      st = h5fail(TF_EFORMAT, "%s: cannot read attribute '%s' of '%s'", path, name, where);
+      st = tf__h5_fail(TF_EFORMAT, "%s: cannot read attribute '%s' of '%s'", path, name, where);
       free(s);
     } else {
       for (size_t k = strlen(s); H5Tget_strpad(t) == H5T_STR_SPACEPAD && k > 0 && s[k - 1] == ' ';)
@@ -374,9 +299,9 @@ static int attr_get_str(hid_t obj, const char *path, const char *where, const ch
       *out = s;
     }
   }
-  h5close(&mt);
-  h5close(&t);
-  h5close(&a);
+  tf__h5_close(&mt);
+  tf__h5_close(&t);
+  tf__h5_close(&a);
   return st;
 }
 
@@ -392,55 +317,8 @@ static int attr_get_str_buf(hid_t obj, const char *path, const char *name, char 
   return TF_OK;
 }
 
-/* n == 0: scalar dataspace. */
-static int attr_put(hid_t obj, const char *path, const char *name, hid_t filetype,
-                    hid_t memtype, hsize_t n, const void *data) {
-  hid_t s = n ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR);
-  hid_t a = s < 0 ? H5I_INVALID_HID : H5Acreate2(obj, name, filetype, s, H5P_DEFAULT, H5P_DEFAULT);
-  int st = TF_OK;
-  if (a < 0 || H5Awrite(a, memtype, data) < 0)
-    st = h5fail(TF_EIO, "%s: cannot write attribute '%s'", path, name);
-  h5close(&a);
-  h5close(&s);
-  return st;
-}
-
-static int attr_put_str(hid_t obj, const char *path, const char *name, const char *text) {
-  const char *s = text ? text : "";
-  hid_t t = H5Tcopy(H5T_C_S1);
-  int st;
-  if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)
-    st = h5fail(TF_EIO, "%s: cannot make a string type for attribute '%s'", path, name);
-  else
-    st = attr_put(obj, path, name, t, t, 0, &s);
-  h5close(&t);
-  return st;
-}
-
-static int attr_put_i64(hid_t obj, const char *path, const char *name, int64_t v) {
-  return attr_put(obj, path, name, H5T_STD_I64LE, H5T_NATIVE_INT64, 0, &v);
-}
-
 static int attr_put_f64(hid_t obj, const char *path, const char *name, double v) {
-  return attr_put(obj, path, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, &v);
-}
-
-static void now_iso(char *buf, size_t len) {
-  const time_t t = time(NULL);
-  struct tm tm;
-  if (!gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
-    snprintf(buf, len, "unknown");
-}
-
-/* format / format_version / tradeflow_version / created: the head of every file written. */
-static int put_header(hid_t f, const char *path, const char *format) {
-  char created[32];
-  now_iso(created, sizeof created);
-  int st = attr_put_str(f, path, "format", format);
-  if (st == TF_OK) st = attr_put_i64(f, path, "format_version", TF_H5_FORMAT_VERSION);
-  if (st == TF_OK) st = attr_put_str(f, path, "tradeflow_version", tf_h5_version());
-  if (st == TF_OK) st = attr_put_str(f, path, "created", created);
-  return st;
+  return tf__h5_attr_put(obj, path, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, &v);
 }
 
 static int check_format(hid_t f, const char *path, const char *format) {
@@ -465,181 +343,24 @@ static int check_format(hid_t f, const char *path, const char *format) {
   return TF_OK;
 }
 
-/* ---- atomic files ---------------------------------------------------------------------------- */
-
-/* A file is assembled in memory (HDF5's core driver) and written to disk by us at commit.
- * HDF5 1.10 cannot recover from a failed write of its own: after a failed metadata flush the
- * file can never be closed, and the library crashes at exit.  With every disk write ours, a
- * full disk or an I/O error is an ordinary error return.  Memory: about twice the file size,
- * briefly, at commit. */
-typedef struct {
-  char *path, *tmp;
-  hid_t file; /* the in-memory HDF5 file */
-  int fd;     /* the temporary on disk, created at begin so that errors show early; -1: none */
-} atomic_h5;
-
-enum { CORE_INCREMENT = 1 << 20 };
-
-static void atomic_abort(atomic_h5 *a) {
-  if (a->file >= 0) {
-    /* HDF5 keeps a file open until its last object is closed. */
-    const unsigned kinds =
-        H5F_OBJ_LOCAL | H5F_OBJ_DATASET | H5F_OBJ_GROUP | H5F_OBJ_DATATYPE | H5F_OBJ_ATTR;
-    ssize_t n = H5Fget_obj_count(a->file, kinds);
-    hid_t *ids = n > 0 ? malloc((size_t)n * sizeof *ids) : NULL;
-    if (ids) {
-      n = H5Fget_obj_ids(a->file, kinds, (size_t)n, ids);
-      for (ssize_t i = 0; i < n; i++) h5close(&ids[i]);
-      free(ids);
-    }
-    h5close(&a->file);
-  }
-  if (a->fd >= 0) {
-    close(a->fd);
-    unlink(a->tmp);
-  }
-  a->fd = -1;
-  free(a->path);
-  free(a->tmp);
-  a->path = a->tmp = NULL;
-}
-
-static int atomic_begin(atomic_h5 *a, const char *path) {
-  memset(a, 0, sizeof *a);
-  a->file = H5I_INVALID_HID;
-  a->fd = -1;
-  if (!path || !*path) return tf_error(TF_EINVAL, "HDF5 output: empty path");
-  struct stat sb;
-  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-    return tf_error(TF_EIO, "%s: is a directory; cannot write a file there", path);
-  const size_t len = strlen(path) + 32;
-  a->path = dup_str(path);
-  a->tmp = malloc(len);
-  if (!a->path || !a->tmp) {
-    atomic_abort(a);
-    return tf_error(TF_ENOMEM, "%s: out of memory", path);
-  }
-  snprintf(a->tmp, len, "%s.tmp.%ld", path, (long)getpid());
-  a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (a->fd < 0) {
-    int st = tf_error(TF_EIO, "%s: cannot create temporary file '%s': %s", path, a->tmp,
-                      strerror(errno));
-    atomic_abort(a);
-    return st;
-  }
-  /* The in-memory file gets a name that is not on disk: HDF5 would otherwise open the
-   * temporary just created to look at it. */
-  char *mem = malloc(len + 8);
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  if (mem) snprintf(mem, len + 8, "%s.memory", a->tmp);
-  if (mem && fapl >= 0 && H5Pset_fapl_core(fapl, CORE_INCREMENT, 0) >= 0)
-    a->file = H5Fcreate(mem, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-  free(mem);
-  if (a->file < 0) {
-    int st = h5fail(TF_EIO, "%s: cannot create an HDF5 file in memory", path);
-    h5close(&fapl);
-    atomic_abort(a);
-    return st;
-  }
-  h5close(&fapl);
-  return TF_OK;
-}
-
-static int write_all(int fd, const unsigned char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-static char *dir_of(const char *path) {
-  const char *slash = strrchr(path, '/');
-  if (!slash) return dup_str(".");
-  const size_t n = slash == path ? 1 : (size_t)(slash - path);
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, path, n);
-    d[n] = '\0';
-  }
-  return d;
-}
-
-/* Image to the temporary, fsync, rename over the target, fsync the directory.  Always
- * releases *a. */
-static int atomic_commit(atomic_h5 *a) {
-  int st = TF_OK, fd = -1;
-  unsigned char *img = NULL;
-  char *dir = NULL;
-  ssize_t size = -1;
-  /* An object left open would keep parts of the file unwritten in the image. */
-  if (H5Fget_obj_count(a->file, H5F_OBJ_LOCAL | H5F_OBJ_DATASET | H5F_OBJ_GROUP |
-                                    H5F_OBJ_DATATYPE | H5F_OBJ_ATTR) != 0) {
-    st = tf_error(TF_EIO, "%s: internal error: objects still open at commit", a->path);
-    goto done;
-  }
-  if (H5Fflush(a->file, H5F_SCOPE_GLOBAL) >= 0) size = H5Fget_file_image(a->file, NULL, 0);
-  img = size > 0 ? malloc((size_t)size) : NULL;
-  if (size <= 0 || !img || H5Fget_file_image(a->file, img, (size_t)size) != size) {
-    st = size > 0 && !img ? tf_error(TF_ENOMEM, "%s: cannot allocate %zd bytes", a->path, size)
-                          : h5fail(TF_EIO, "%s: cannot assemble the file", a->path);
-    goto done;
-  }
-  h5close(&a->file); /* frees the in-memory copy before the disk write */
-  if (write_all(a->fd, img, (size_t)size) != 0 || fsync(a->fd) != 0) {
-    st = tf_error(TF_EIO, "%s: cannot write '%s': %s", a->path, a->tmp, strerror(errno));
-    goto done;
-  }
-  fd = a->fd;
-  a->fd = -1;
-  if (close(fd) != 0 || rename(a->tmp, a->path) != 0) { /* NFS may report errors at close */
-    st = tf_error(TF_EIO, "%s: cannot write '%s' and rename it over the target: %s", a->path,
-                  a->tmp, strerror(errno));
-    unlink(a->tmp);
-    goto done;
-  }
-  /* Without this the rename itself may not survive a crash.  Some file systems cannot sync a
-   * directory (EINVAL); the file is in place either way. */
-  dir = dir_of(a->path);
-  fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-  if (fd >= 0) {
-    if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
-      st = tf_error(TF_EIO, "%s: written, but syncing directory '%s' failed: %s", a->path, dir,
-                    strerror(errno));
-    close(fd);
-  }
-done:
-  free(dir);
-  free(img);
-  atomic_abort(a);
-  return st;
-}
-
 /* ---- datasets (write) ------------------------------------------------------------------------ */
 
 /* offset: NULL, or an int64 attribute "offset" to attach. */
 static int dset_put(hid_t loc, const char *path, const char *name, const char *shown,
                     hid_t filetype, hid_t memtype, int rank, const hsize_t *dims,
                     const void *data, const int64_t *offset) {
-  hid_t s = H5Screate_simple(rank, dims, NULL);
-  hid_t d = s < 0 ? H5I_INVALID_HID
-                  : H5Dcreate2(loc, name, filetype, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  int st = TF_OK;
-  if (d < 0 || H5Dwrite(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-    st = h5fail(TF_EIO, "%s: cannot write dataset '%s'", path, shown);
-  if (st == TF_OK && offset) st = attr_put_i64(d, path, "offset", *offset);
+  hid_t d = H5I_INVALID_HID;
+  int st = tf__h5_dset_put(loc, path, name, shown, filetype, memtype, rank, dims, data,
+                           offset ? &d : NULL);
+  if (st == TF_OK && offset) st = tf__h5_attr_put_i64(d, path, "offset", *offset);
   if (d >= 0 && H5Dclose(d) < 0 && st == TF_OK) /* closing flushes buffered data */
-    st = h5fail(TF_EIO, "%s: cannot write dataset '%s'", path, shown);
-  h5close(&s);
+    st = tf__h5_fail(TF_EIO, "%s: cannot write dataset '%s'", path, shown);
   return st;
 }
 
 static int group_new(hid_t f, const char *path, const char *name, hid_t *g) {
   *g = H5Gcreate2(f, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (*g < 0) return h5fail(TF_EIO, "%s: cannot create group '%s'", path, name);
+  if (*g < 0) return tf__h5_fail(TF_EIO, "%s: cannot create group '%s'", path, name);
   return TF_OK;
 }
 
@@ -658,7 +379,7 @@ void tf_checkpoint_meta_clear(tf_checkpoint_meta *m) {
 
 int tf_checkpoint_meta_set_config(tf_checkpoint_meta *m, const char *text) {
   char *copy = NULL;
-  if (text && !(copy = dup_str(text)))
+  if (text && !(copy = tf__h5_dup_str(text)))
     return tf_error(TF_ENOMEM, "checkpoint meta: cannot copy %zu bytes of config text",
                     strlen(text));
   free(m->config_text);
@@ -744,28 +465,28 @@ static int check_meta(const char *path, const tf_checkpoint_meta *m) {
 }
 
 static int put_meta(hid_t f, const char *path, const tf_checkpoint_meta *m) {
-  int st = put_header(f, path, TF_CHECKPOINT_FORMAT);
-  if (st == TF_OK) st = attr_put_str(f, path, "precision", TF_REAL_NAME);
-  if (st == TF_OK) st = attr_put_str(f, path, "model", m->model);
-  if (st == TF_OK) st = attr_put_str(f, path, "config", m->config_text);
-  if (st == TF_OK) st = attr_put_i64(f, path, "step", m->step);
-  if (st == TF_OK) st = attr_put_i64(f, path, "skipped_steps", m->skipped_steps);
-  if (st == TF_OK) st = attr_put_i64(f, path, "consecutive_skips", m->consecutive_skips);
+  int st = tf__h5_put_header(f, path, TF_CHECKPOINT_FORMAT);
+  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "precision", TF_REAL_NAME);
+  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "model", m->model);
+  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "config", m->config_text);
+  if (st == TF_OK) st = tf__h5_attr_put_i64(f, path, "step", m->step);
+  if (st == TF_OK) st = tf__h5_attr_put_i64(f, path, "skipped_steps", m->skipped_steps);
+  if (st == TF_OK) st = tf__h5_attr_put_i64(f, path, "consecutive_skips", m->consecutive_skips);
   if (st == TF_OK)
-    st = attr_put(f, path, "rng_seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &m->rng_seed);
+    st = tf__h5_attr_put(f, path, "rng_seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &m->rng_seed);
   if (st == TF_OK)
-    st = attr_put(f, path, "rng_pos", H5T_STD_U64LE, H5T_NATIVE_UINT64, TF_CHECKPOINT_RNG_WORDS,
-                  m->rng_pos);
+    st = tf__h5_attr_put(f, path, "rng_pos", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                         TF_CHECKPOINT_RNG_WORDS, m->rng_pos);
   if (st == TF_OK) st = attr_put_f64(f, path, "best_val_loss", m->best_val_loss);
   if (st != TF_OK) return st;
   hid_t g;
   if ((st = group_new(f, path, "extra", &g)) != TF_OK) return st;
   for (int i = 0; st == TF_OK && i < m->n_extra; i++) {
     const tf_meta_entry *e = &m->extra[i];
-    st = e->kind == TF_META_I64 ? attr_put_i64(g, path, e->key, e->i64)
+    st = e->kind == TF_META_I64 ? tf__h5_attr_put_i64(g, path, e->key, e->i64)
                                 : attr_put_f64(g, path, e->key, e->f64);
   }
-  h5close(&g);
+  tf__h5_close(&g);
   return st;
 }
 
@@ -793,8 +514,8 @@ static int ckpt_save(const char *path, const tf_params *p, const tf_optim *o,
   int st = check_meta(path, meta);
   if (st != TF_OK) return st;
 
-  atomic_h5 a;
-  if ((st = atomic_begin(&a, path)) != TF_OK) return st;
+  tf__h5_atomic a;
+  if ((st = tf__h5_atomic_begin(&a, path)) != TF_OK) return st;
   hid_t g = H5I_INVALID_HID;
   st = put_meta(a.file, path, meta);
   if (st == TF_OK) st = group_new(a.file, path, "params", &g);
@@ -808,7 +529,7 @@ static int ckpt_save(const char *path, const tf_params *p, const tf_optim *o,
     st = dset_put(g, path, tf_params_name(p, i), shown, REAL_FILE, REAL_MEM, t->ndim, dims,
                   t->data, &off);
   }
-  h5close(&g);
+  tf__h5_close(&g);
   if (st == TF_OK && o) {
     /* optim.h's accessors take a non-const optimizer; nothing is modified here. */
     tf_optim *oo = (tf_optim *)o;
@@ -820,21 +541,21 @@ static int ckpt_save(const char *path, const tf_params *p, const tf_optim *o,
     if (st == TF_OK)
       st = dset_put(g, path, "v", "/optim/v", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, &n,
                     tf_optim_v(oo), NULL);
-    if (st == TF_OK) st = attr_put_i64(g, path, "steps", tf_optim_steps(o));
-    h5close(&g);
+    if (st == TF_OK) st = tf__h5_attr_put_i64(g, path, "steps", tf_optim_steps(o));
+    tf__h5_close(&g);
   }
   if (st != TF_OK) {
-    atomic_abort(&a);
+    tf__h5_atomic_abort(&a);
     return st;
   }
-  return atomic_commit(&a);
+  return tf__h5_atomic_commit(&a);
 }
 
 int tf_checkpoint_save(const char *path, const tf_params *params, const tf_optim *optim,
                        const tf_checkpoint_meta *meta) {
-  quiet q = quiet_on();
+  tf__h5_quiet q = tf__h5_quiet_on();
   int st = ckpt_save(path, params, optim, meta);
-  quiet_off(q);
+  tf__h5_quiet_off(q);
   return st;
 }
 
@@ -864,8 +585,8 @@ static herr_t extra_cb(hid_t loc, const char *name, const H5A_info_t *info, void
   c->st = attr_open(loc, c->path, "/extra", name, K_INT | K_FLOAT, 1, &a, &t, &n);
   if (c->st != TF_OK) return -1;
   const int is_int = H5Tget_class(t) == H5T_INTEGER;
-  h5close(&t);
-  h5close(&a);
+  tf__h5_close(&t);
+  tf__h5_close(&a);
   tf_meta_entry *e = &c->m->extra[c->m->n_extra];
   memset(e, 0, sizeof *e);
   snprintf(e->key, sizeof e->key, "%s", name);
@@ -923,13 +644,13 @@ static int read_meta(hid_t f, const char *path, tf_checkpoint_meta *m) {
     return st;
   if (link_exists(f, "extra")) {
     hid_t g = H5Gopen2(f, "extra", H5P_DEFAULT);
-    if (g < 0) return h5fail(TF_EFORMAT, "%s: '/extra' is not a group", path);
+    if (g < 0) return tf__h5_fail(TF_EFORMAT, "%s: '/extra' is not a group", path);
     extra_ctx c = {path, m, TF_OK};
     hsize_t idx = 0;
     herr_t r = H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_INC, &idx, extra_cb, &c);
-    if (r < 0 && c.st == TF_OK) st = h5fail(TF_EFORMAT, "%s: cannot list '/extra'", path);
+    if (r < 0 && c.st == TF_OK) st = tf__h5_fail(TF_EFORMAT, "%s: cannot list '/extra'", path);
     else st = c.st;
-    h5close(&g);
+    tf__h5_close(&g);
   }
   return st;
 }
@@ -940,7 +661,7 @@ static int open_meta(const char *path, tf_checkpoint_meta *m, hid_t *f) {
   if (st == TF_OK) st = read_meta(*f, path, m);
   if (st != TF_OK) {
     tf_checkpoint_meta_clear(m);
-    h5close(f);
+    tf__h5_close(f);
   }
   return st;
 }
@@ -953,7 +674,7 @@ static int load_params(hid_t f, const char *path, const tf_params *p, tf_real *s
   if (!link_exists(f, "params"))
     return tf_error(TF_EFORMAT, "%s: group '/params' not found", path);
   hid_t g = H5Gopen2(f, "params", H5P_DEFAULT);
-  if (g < 0) return h5fail(TF_EFORMAT, "%s: '/params' is not a group", path);
+  if (g < 0) return tf__h5_fail(TF_EFORMAT, "%s: '/params' is not a group", path);
   int st = TF_OK;
   const int np = tf_params_count(p);
   for (int i = 0; st == TF_OK && i < np; i++) {
@@ -980,17 +701,17 @@ static int load_params(hid_t f, const char *path, const tf_params *p, tf_real *s
     if (st == TF_OK && has_attr(d.id, "offset"))
       st = attr_get_num(d.id, path, shown, "offset", K_INT, H5T_NATIVE_INT64, 1, &file_off[i],
                         NULL);
-    h5close(&d.id);
+    tf__h5_close(&d.id);
   }
   H5G_info_t gi;
   memset(&gi, 0, sizeof gi);
   if (st == TF_OK && H5Gget_info(g, &gi) < 0)
-    st = h5fail(TF_EFORMAT, "%s: cannot list '/params'", path);
+    st = tf__h5_fail(TF_EFORMAT, "%s: cannot list '/params'", path);
   for (hsize_t i = 0; st == TF_OK && i < gi.nlinks; i++) {
     ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
     char *name = len < 0 ? NULL : malloc((size_t)len + 1);
     if (!name) {
-      st = len < 0 ? h5fail(TF_EFORMAT, "%s: cannot list '/params'", path)
+      st = len < 0 ? tf__h5_fail(TF_EFORMAT, "%s: cannot list '/params'", path)
                    : tf_error(TF_ENOMEM, "%s: out of memory", path);
       break;
     }
@@ -1001,7 +722,7 @@ static int load_params(hid_t f, const char *path, const tf_params *p, tf_real *s
                     path, name, (unsigned long long)gi.nlinks, np);
     free(name);
   }
-  h5close(&g);
+  tf__h5_close(&g);
   return st;
 }
 
@@ -1011,7 +732,7 @@ static int load_optim(hid_t f, const char *path, const tf_optim *o, double *m, d
     return tf_error(TF_EFORMAT, "%s: group '/optim' not found (the checkpoint holds no "
                     "optimizer state; pass optim = NULL to load parameters only)", path);
   hid_t g = H5Gopen2(f, "optim", H5P_DEFAULT);
-  if (g < 0) return h5fail(TF_EFORMAT, "%s: '/optim' is not a group", path);
+  if (g < 0) return tf__h5_fail(TF_EFORMAT, "%s: '/optim' is not a group", path);
   const int64_t n = tf_optim_size(o);
   int st = TF_OK;
   static const char *const names[2] = {"m", "v"};
@@ -1026,12 +747,12 @@ static int load_optim(hid_t f, const char *path, const tf_optim *o, double *m, d
                     path, shown, dims_str(d.rank, d.dims, found, sizeof found), (long long)n);
     else
       st = dset_read(&d, H5T_NATIVE_DOUBLE, path, shown, out[k]);
-    h5close(&d.id);
+    tf__h5_close(&d.id);
   }
   *steps = 0;
   if (st == TF_OK && has_attr(g, "steps"))
     st = attr_get_num(g, path, "/optim", "steps", K_INT, H5T_NATIVE_INT64, 1, steps, NULL);
-  h5close(&g);
+  tf__h5_close(&g);
   return st;
 }
 
@@ -1055,7 +776,7 @@ static int ckpt_load(const char *path, tf_params *p, tf_optim *o, tf_checkpoint_
                   (long long)(size + 4 * on));
   if (st == TF_OK) st = load_params(f, path, p, slab, file_off);
   if (st == TF_OK && o) st = load_optim(f, path, o, mv, mv + on, &steps);
-  h5close(&f);
+  tf__h5_close(&f);
   if (st == TF_OK && o) {
     /* Moments follow the slab layout of the writer; a model declaring the same parameters in
      * another order has another layout, so moments are moved parameter by parameter. */
@@ -1103,20 +824,20 @@ static int ckpt_load(const char *path, tf_params *p, tf_optim *o, tf_checkpoint_
 
 int tf_checkpoint_load(const char *path, tf_params *params, tf_optim *optim,
                        tf_checkpoint_meta *meta_out) {
-  quiet q = quiet_on();
+  tf__h5_quiet q = tf__h5_quiet_on();
   int st = ckpt_load(path, params, optim, meta_out);
-  quiet_off(q);
+  tf__h5_quiet_off(q);
   return st;
 }
 
 int tf_checkpoint_read_meta(const char *path, tf_checkpoint_meta *meta_out) {
   if (!meta_out) return tf_error(TF_EINVAL, "tf_checkpoint_read_meta: meta_out is NULL");
-  quiet q = quiet_on();
+  tf__h5_quiet q = tf__h5_quiet_on();
   tf_checkpoint_meta m;
   hid_t f;
   int st = open_meta(path, &m, &f);
-  h5close(&f);
-  quiet_off(q);
+  tf__h5_close(&f);
+  tf__h5_quiet_off(q);
   if (st == TF_OK) *meta_out = m;
   return st;
 }
@@ -1126,7 +847,7 @@ int tf_checkpoint_read_config(const char *path, char **text) {
   tf_checkpoint_meta m;
   int st = tf_checkpoint_read_meta(path, &m);
   if (st != TF_OK) return st;
-  char *s = m.config_text ? m.config_text : dup_str("");
+  char *s = m.config_text ? m.config_text : tf__h5_dup_str("");
   if (!s) return tf_error(TF_ENOMEM, "%s: out of memory", path);
   m.config_text = NULL;
   tf_checkpoint_meta_clear(&m);
@@ -1140,7 +861,7 @@ enum { S_X, S_C, S_LOGP, S_LOGQ, S_LOGW, NSDS };
 static const char *const sds_name[NSDS] = {"x", "c", "log_p", "log_q", "log_w"};
 
 struct tf_sample_writer {
-  atomic_h5 af;
+  tf__h5_atomic af;
   int64_t n, d;
   hid_t ds[NSDS];
   int status; /* first failure; the writer refuses to go on after one */
@@ -1209,17 +930,17 @@ static int writer_open(tf_sample_writer **out, const char *path, int64_t d,
   if (!w) return tf_error(TF_ENOMEM, "%s: out of memory", path);
   for (int k = 0; k < NSDS; k++) w->ds[k] = H5I_INVALID_HID;
   w->d = d;
-  if ((st = atomic_begin(&w->af, path)) != TF_OK) {
+  if ((st = tf__h5_atomic_begin(&w->af, path)) != TF_OK) {
     free(w);
     return st;
   }
   hid_t f = w->af.file, dcpl = H5I_INVALID_HID, s = H5I_INVALID_HID;
-  st = put_header(f, path, TF_SAMPLES_FORMAT);
-  if (st == TF_OK) st = attr_put_i64(f, path, "D", d);
-  if (st == TF_OK) st = attr_put_str(f, path, "model", attrs->model);
-  if (st == TF_OK) st = attr_put_str(f, path, "physics", attrs->physics);
-  if (st == TF_OK) st = attr_put_str(f, path, "physics_params", attrs->physics_params);
-  if (st == TF_OK) st = attr_put_str(f, path, "config", attrs->config_text);
+  st = tf__h5_put_header(f, path, TF_SAMPLES_FORMAT);
+  if (st == TF_OK) st = tf__h5_attr_put_i64(f, path, "D", d);
+  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "model", attrs->model);
+  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "physics", attrs->physics);
+  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "physics_params", attrs->physics_params);
+  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "config", attrs->config_text);
   /* Without the deflate filter in this HDF5 the file is still valid, only larger. */
   if (level > 0 && H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0) level = 0;
   for (int k = 0; st == TF_OK && k < NSDS; k++) {
@@ -1231,12 +952,12 @@ static int writer_open(tf_sample_writer **out, const char *path, int64_t d,
     s = H5Screate_simple(rank, dims, maxd);
     if (dcpl < 0 || s < 0 || H5Pset_chunk(dcpl, rank, chunk) < 0 ||
         (level > 0 && (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)level) < 0)))
-      st = h5fail(TF_EIO, "%s: cannot set up dataset '%s'", path, sds_name[k]);
+      st = tf__h5_fail(TF_EIO, "%s: cannot set up dataset '%s'", path, sds_name[k]);
     else if ((w->ds[k] = H5Dcreate2(f, sds_name[k], H5T_IEEE_F64LE, s, H5P_DEFAULT, dcpl,
                                     H5P_DEFAULT)) < 0)
-      st = h5fail(TF_EIO, "%s: cannot create dataset '%s'", path, sds_name[k]);
-    h5close(&s);
-    h5close(&dcpl);
+      st = tf__h5_fail(TF_EIO, "%s: cannot create dataset '%s'", path, sds_name[k]);
+    tf__h5_close(&s);
+    tf__h5_close(&dcpl);
   }
   if (st != TF_OK) {
     tf_sample_writer_abort(w);
@@ -1286,10 +1007,10 @@ static int writer_append(tf_sample_writer *w, const tf_sample_block *b) {
         H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
         (ms = H5Screate_simple(rank, count, NULL)) < 0 ||
         H5Dwrite(w->ds[k], H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, src[k]) < 0)
-      st = h5fail(TF_EIO, "%s: cannot write rows %lld..%lld of dataset '%s'", path,
-                  (long long)w->n, (long long)(w->n + n - 1), sds_name[k]);
-    h5close(&ms);
-    h5close(&fs);
+      st = tf__h5_fail(TF_EIO, "%s: cannot write rows %lld..%lld of dataset '%s'", path,
+                       (long long)w->n, (long long)(w->n + n - 1), sds_name[k]);
+    tf__h5_close(&ms);
+    tf__h5_close(&fs);
   }
   free(tmp);
   if (st != TF_OK) {
@@ -1303,12 +1024,12 @@ static int writer_append(tf_sample_writer *w, const tf_sample_block *b) {
 static int writer_close(tf_sample_writer *w) {
   if (!w) return TF_OK;
   int st = w->status;
-  if (st == TF_OK) st = attr_put_i64(w->af.file, w->af.path, "N", w->n);
+  if (st == TF_OK) st = tf__h5_attr_put_i64(w->af.file, w->af.path, "N", w->n);
   if (st == TF_OK) {
-    for (int k = 0; k < NSDS; k++) h5close(&w->ds[k]);
-    st = atomic_commit(&w->af);
+    for (int k = 0; k < NSDS; k++) tf__h5_close(&w->ds[k]);
+    st = tf__h5_atomic_commit(&w->af);
   } else {
-    atomic_abort(&w->af); /* closes the datasets too */
+    tf__h5_atomic_abort(&w->af); /* closes the datasets too */
   }
   free(w);
   return st;
@@ -1316,34 +1037,34 @@ static int writer_close(tf_sample_writer *w) {
 
 int tf_sample_writer_open(tf_sample_writer **w, const char *path, int64_t d,
                           const tf_sample_attrs *attrs) {
-  quiet q = quiet_on();
+  tf__h5_quiet q = tf__h5_quiet_on();
   int st = writer_open(w, path, d, attrs);
-  quiet_off(q);
+  tf__h5_quiet_off(q);
   return st;
 }
 
 int tf_sample_writer_append(tf_sample_writer *w, const tf_sample_block *block) {
-  quiet q = quiet_on();
+  tf__h5_quiet q = tf__h5_quiet_on();
   int st = writer_append(w, block);
-  quiet_off(q);
+  tf__h5_quiet_off(q);
   return st;
 }
 
 int64_t tf_sample_writer_rows(const tf_sample_writer *w) { return w ? w->n : 0; }
 
 int tf_sample_writer_close(tf_sample_writer *w) {
-  quiet q = quiet_on();
+  tf__h5_quiet q = tf__h5_quiet_on();
   int st = writer_close(w);
-  quiet_off(q);
+  tf__h5_quiet_off(q);
   return st;
 }
 
 void tf_sample_writer_abort(tf_sample_writer *w) {
   if (!w) return;
-  quiet q = quiet_on();
-  atomic_abort(&w->af); /* closes the datasets too */
+  tf__h5_quiet q = tf__h5_quiet_on();
+  tf__h5_atomic_abort(&w->af); /* closes the datasets too */
   free(w);
-  quiet_off(q);
+  tf__h5_quiet_off(q);
 }
 
 int tf_samples_write(const char *path, int64_t d, const tf_sample_attrs *attrs,
@@ -1377,7 +1098,7 @@ void tf_samples_free(tf_samples *s) {
 
 static int opt_str(hid_t f, const char *path, const char *name, char **out) {
   if (!has_attr(f, name)) {
-    *out = dup_str("");
+    *out = tf__h5_dup_str("");
     return *out ? TF_OK : tf_error(TF_ENOMEM, "%s: out of memory", path);
   }
   return attr_get_str(f, path, "/", name, out);
@@ -1433,7 +1154,7 @@ static int samples_read(const char *path, tf_samples *s) {
     else
       st = dset_read(&d[k], H5T_NATIVE_DOUBLE, path, shown, *dst[k]);
   }
-  for (int k = 0; k < NSDS; k++) h5close(&d[k].id);
+  for (int k = 0; k < NSDS; k++) tf__h5_close(&d[k].id);
   if (st == TF_OK)
     st = check_samples(path, TF_EFORMAT, 0, s->n, s->d, s->x, s->c, s->log_p, s->log_q, s->log_w);
   if (st == TF_OK) st = opt_str(f, path, "model", &s->model);
@@ -1442,16 +1163,16 @@ static int samples_read(const char *path, tf_samples *s) {
   if (st == TF_OK) st = opt_str(f, path, "config", &s->config_text);
   if (st == TF_OK) st = opt_str(f, path, "tradeflow_version", &s->version);
   if (st == TF_OK) st = opt_str(f, path, "created", &s->created);
-  h5close(&f);
+  tf__h5_close(&f);
   return st;
 }
 
 int tf_samples_read(const char *path, tf_samples *out) {
   if (!out) return tf_error(TF_EINVAL, "tf_samples_read: out is NULL");
   memset(out, 0, sizeof *out);
-  quiet q = quiet_on();
+  tf__h5_quiet q = tf__h5_quiet_on();
   int st = samples_read(path, out);
-  quiet_off(q);
+  tf__h5_quiet_off(q);
   if (st != TF_OK) tf_samples_free(out);
   return st;
 }
@@ -1467,8 +1188,8 @@ struct tf_h5_matrix {
 
 static void matrix_close(tf_h5_matrix *m) {
   if (!m) return;
-  h5close(&m->ds);
-  h5close(&m->file);
+  tf__h5_close(&m->ds);
+  tf__h5_close(&m->file);
   free(m->path);
   free(m->name);
   free(m);
@@ -1483,7 +1204,7 @@ static int matrix_open(tf_h5_matrix **out, const char *path, const char *dataset
   if (!m) return tf_error(TF_ENOMEM, "%s: out of memory", path ? path : "");
   m->ds = H5I_INVALID_HID;
   int st = file_open_ro(path, &m->file);
-  if (st == TF_OK && (!(m->path = dup_str(path)) || !(m->name = dup_str(dataset))))
+  if (st == TF_OK && (!(m->path = tf__h5_dup_str(path)) || !(m->name = tf__h5_dup_str(dataset))))
     st = tf_error(TF_ENOMEM, "%s: out of memory", path);
   dset d;
   if (st == TF_OK) st = dset_open(m->file, path, dataset, dataset, K_INT | K_FLOAT, &d);
@@ -1519,10 +1240,10 @@ static int matrix_read(tf_h5_matrix *m, int64_t row0, int64_t n, unsigned flags,
   if (fs < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
       (ms = H5Screate_simple(1, &total, NULL)) < 0 ||
       H5Dread(m->ds, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, out) < 0)
-    st = h5fail(TF_EFORMAT, "%s: cannot read rows [%lld, %lld) of dataset '%s'", m->path,
-                (long long)row0, (long long)(row0 + n), m->name);
-  h5close(&ms);
-  h5close(&fs);
+    st = tf__h5_fail(TF_EFORMAT, "%s: cannot read rows [%lld, %lld) of dataset '%s'",
+                     m->path, (long long)row0, (long long)(row0 + n), m->name);
+  tf__h5_close(&ms);
+  tf__h5_close(&fs);
   if (st == TF_OK && (flags & TF_H5_FINITE)) {
     for (hsize_t i = 0; i < total; i++)
       if (!isfinite(out[i]))
@@ -1535,9 +1256,9 @@ static int matrix_read(tf_h5_matrix *m, int64_t row0, int64_t n, unsigned flags,
 }
 
 int tf_h5_matrix_open(tf_h5_matrix **m, const char *path, const char *dataset) {
-  quiet q = quiet_on();
+  tf__h5_quiet q = tf__h5_quiet_on();
   int st = matrix_open(m, path, dataset);
-  quiet_off(q);
+  tf__h5_quiet_off(q);
   return st;
 }
 
@@ -1545,17 +1266,17 @@ int64_t tf_h5_matrix_rows(const tf_h5_matrix *m) { return m ? m->rows : 0; }
 int64_t tf_h5_matrix_cols(const tf_h5_matrix *m) { return m ? m->cols : 0; }
 
 int tf_h5_matrix_read(tf_h5_matrix *m, int64_t row0, int64_t n, unsigned flags, double *out) {
-  quiet q = quiet_on();
+  tf__h5_quiet q = tf__h5_quiet_on();
   int st = matrix_read(m, row0, n, flags, out);
-  quiet_off(q);
+  tf__h5_quiet_off(q);
   return st;
 }
 
 void tf_h5_matrix_close(tf_h5_matrix *m) {
   if (!m) return;
-  quiet q = quiet_on();
+  tf__h5_quiet q = tf__h5_quiet_on();
   matrix_close(m);
-  quiet_off(q);
+  tf__h5_quiet_off(q);
 }
 
 int tf_h5_read_matrix(const char *path, const char *dataset, unsigned flags, int64_t *n_rows,
@@ -1584,7 +1305,7 @@ int tf_h5_read_matrix(const char *path, const char *dataset, unsigned flags, int
 
 int tf_h5_has_dataset(const char *path, const char *dataset, int *exists) {
   if (!exists || !dataset) return tf_error(TF_EINVAL, "tf_h5_has_dataset: NULL argument");
-  quiet q = quiet_on();
+  tf__h5_quiet q = tf__h5_quiet_on();
   hid_t f;
   int st = file_open_ro(path, &f);
   if (st == TF_OK) {
@@ -1594,12 +1315,12 @@ int tf_h5_has_dataset(const char *path, const char *dataset, int *exists) {
     if (*bare && link_exists(f, dataset)) {
       hid_t o = H5Oopen(f, dataset, H5P_DEFAULT);
       yes = o >= 0 && H5Iget_type(o) == H5I_DATASET;
-      h5close(&o);
+      tf__h5_close(&o);
     }
     *exists = yes;
   }
-  h5close(&f);
-  quiet_off(q);
+  tf__h5_close(&f);
+  tf__h5_quiet_off(q);
   return st;
 }
 
@@ -1626,11 +1347,11 @@ static int list_group(hid_t g, const char *prefix, const char *path, name_list *
   if (depth > MAX_DEPTH) return TF_OK; /* hard-link cycles */
   H5G_info_t gi;
   if (H5Gget_info(g, &gi) < 0)
-    return h5fail(TF_EFORMAT, "%s: cannot list group '%s'", path, prefix);
+    return tf__h5_fail(TF_EFORMAT, "%s: cannot list group '%s'", path, prefix);
   int st = TF_OK;
   for (hsize_t i = 0; st == TF_OK && i < gi.nlinks; i++) {
     ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
-    if (len < 0) return h5fail(TF_EFORMAT, "%s: cannot list group '%s'", path, prefix);
+    if (len < 0) return tf__h5_fail(TF_EFORMAT, "%s: cannot list group '%s'", path, prefix);
     const size_t plen = strlen(prefix);
     char *full = malloc(plen + (size_t)len + 2);
     if (!full) return tf_error(TF_ENOMEM, "%s: out of memory", path);
@@ -1649,7 +1370,7 @@ static int list_group(hid_t g, const char *prefix, const char *path, name_list *
     } else if (ty == H5I_GROUP) {
       st = list_group(o, full, path, l, depth + 1);
     }
-    h5close(&o);
+    tf__h5_close(&o);
     free(full);
   }
   return st;
@@ -1663,18 +1384,18 @@ void tf_h5_free_names(char **names, int count) {
 
 int tf_h5_list_datasets(const char *path, char ***names, int *count) {
   if (!names || !count) return tf_error(TF_EINVAL, "tf_h5_list_datasets: NULL output argument");
-  quiet q = quiet_on();
+  tf__h5_quiet q = tf__h5_quiet_on();
   hid_t f;
   name_list l = {NULL, 0, 0};
   int st = file_open_ro(path, &f);
   if (st == TF_OK) {
     hid_t root = H5Gopen2(f, "/", H5P_DEFAULT);
-    st = root < 0 ? h5fail(TF_EFORMAT, "%s: cannot open the root group", path)
+    st = root < 0 ? tf__h5_fail(TF_EFORMAT, "%s: cannot open the root group", path)
                   : list_group(root, "/", path, &l, 0);
-    h5close(&root);
+    tf__h5_close(&root);
   }
-  h5close(&f);
-  quiet_off(q);
+  tf__h5_close(&f);
+  tf__h5_quiet_off(q);
   if (st != TF_OK) {
     tf_h5_free_names(l.v, l.n);
     return st;

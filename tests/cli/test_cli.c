@@ -2,53 +2,18 @@
  * the command line (bit-identical to an uninterrupted run), and one clear message with a
  * non-zero exit for every class of bad config or input. */
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-
-#include <cmocka.h>
 
 #include "tradeflow/h5io.h"
 #include "tradeflow/rng.h"
 
-#ifndef TF_CLI
-#error "TF_CLI (path of the tradeflow executable) must be defined by the build"
-#endif
+#define CLI_OUT_SIZE (1 << 16)
+#include "cli_harness.h"
 
 enum { NROWS = 4000 };
-
-static char dir[256];
-static char out[1 << 16];
-
-/* Runs `tradeflow ARGS` in the test directory; returns the exit status, output in `out`. */
-static int run(const char *fmt, ...) {
-  char args[2048], cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>&1", dir, TF_CLI, args);
-  FILE *p = popen(cmd, "r");
-  assert_non_null(p);
-  size_t n = fread(out, 1, sizeof out - 1, p);
-  out[n] = 0;
-  const int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void write_file(const char *name, const char *text) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
-}
 
 #define BASE_MODEL "[model]\nblocks = 2\nhidden = 16\nembed = 4\n"
 #define BASE_DATA "[data]\nfile = data.h5\ncondition_dataset = c\n"
@@ -56,9 +21,7 @@ static void write_file(const char *name, const char *text) {
 
 static int setup(void **state) {
   (void)state;
-  const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-  snprintf(dir, sizeof dir, "%s/tf_cli_XXXXXX", base);
-  if (!mkdtemp(dir)) return -1;
+  if (cli_make_dir("tf_cli") != 0) return -1;
   /* conditional 2-D data: width sqrt(c), c in [0.5, 1.5] */
   double *x = malloc(2 * NROWS * sizeof *x), *c = malloc(NROWS * sizeof *c);
   double *lp = calloc(NROWS, sizeof *lp);
@@ -79,13 +42,6 @@ static int setup(void **state) {
   free(c);
   free(lp);
   return rc == TF_OK ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd) == 0 ? 0 : -1;
 }
 
 static void test_train_sample_eval(void **state) {
@@ -302,5 +258,5 @@ int main(void) {
       cmocka_unit_test(test_bad_inputs),
       cmocka_unit_test(test_example_config),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, setup, cli_teardown);
 }

@@ -9,72 +9,18 @@
  * which eval's sampling estimates must match within their own errors.  Also: the layout of
  * the result file, --reference rows, plot outputs, and clear failures for bad input. */
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cmocka.h>
 
 #include "tradeflow/h5io.h"
 #include "tradeflow/result.h"
 #include "tradeflow/rng.h"
 
-#ifndef TF_CLI
-#error "TF_CLI (path of the tradeflow executable) must be defined by the build"
-#endif
+#include "cli_harness.h"
 
 static const double PI = 3.14159265358979323846;
-
-static char dir[256];
-static char out[1 << 17];
-
-/* Runs `ENV tradeflow ARGS` in the test directory; returns the exit status, output in `out`. */
-static int run_env(const char *env, const char *fmt, ...) {
-  char args[2048], cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' %s 2>&1", dir, env, TF_CLI, args);
-  FILE *p = popen(cmd, "r");
-  assert_non_null(p);
-  size_t n = fread(out, 1, sizeof out - 1, p);
-  out[n] = 0;
-  const int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-#define run(...) run_env("", __VA_ARGS__)
-
-static void write_file(const char *name, const char *text) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
-}
-
-static int exists(const char *name) {
-  char path[512];
-  struct stat sb;
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  return stat(path, &sb) == 0 && sb.st_size > 0;
-}
-
-static char *path_of(const char *name) {
-  static char path[4][512];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(path[k], sizeof path[k], "%s/%s", dir, name);
-  return path[k];
-}
 
 #define MODEL "[model]\nname = identity\nblocks = 2\nhidden = 16\nembed = 4\n"
 #define DATA "[data]\nfile = data.h5\ncondition_dataset = c\n"
@@ -123,9 +69,7 @@ static int write_samples(const char *name, int64_t n, const double *x, const dou
 
 static int setup(void **state) {
   (void)state;
-  const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-  snprintf(dir, sizeof dir, "%s/tf_eval_XXXXXX", base);
-  if (!mkdtemp(dir)) return -1;
+  if (cli_make_dir("tf_eval") != 0) return -1;
   /* training data for the 0-step runs (never used for a step) */
   enum { N = 256 };
   double x[2 * N], c[N];
@@ -145,13 +89,6 @@ static int setup(void **state) {
     return -1;
   }
   return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd) == 0 ? 0 : -1;
 }
 
 /* ---- tests ------------------------------------------------------------------------------------- */
@@ -380,5 +317,5 @@ int main(void) {
       cmocka_unit_test(test_plot),
       cmocka_unit_test(test_bad_inputs),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, setup, cli_teardown);
 }

@@ -47,7 +47,7 @@ declare -A M=(
 declare -A METHODS=(
   [multiwell]="trade_grid trade_cont nll_latent reverse_kl reweight"
   [double_well]="trade_grid trade_cont nll_latent reverse_kl reweight"
-  [gmm]="trade_grid trade_cont reverse_kl reweight"
+  [gmm]="trade_grid trade_cont nll_latent reverse_kl reweight"
   [manywell]="nll"
   [dw4]="trade_grid trade_cont reweight"
 )
@@ -74,6 +74,8 @@ run_one() {
   local dir="$out/$exp/$method-s$seed" extra=()
   mkdir -p "$out/$exp"
   [[ "$exp" == dw4 ]] && extra=(--set "data.file=$data/molecular/dw4.h5")
+  # beta-parameterised family: latent scaling means a base N(0, I / beta)
+  [[ "$exp" == gmm && "$method" == nll_latent ]] && extra=(--set model.base_scale=inverse)
   if [[ -f "$dir/checkpoint.h5" ]]; then
     # finished or interrupted earlier: continue (a finished run returns at once)
     "$tf" train "$here/$exp.ini" ${M[$method]} "${extra[@]}" --set "output.dir=$dir" \
@@ -86,7 +88,7 @@ run_one() {
     --out "$dir.h5" > "$dir.txt" 2> "$dir.eval.log"
   if [[ "$exp" == double_well ]]; then
     "$tf" profile "$dir/checkpoint.h5" --condition 0.4 --coord 0 --range -2,2 --bins 40 \
-      --n 400000 --seed "$seed" --out "$out/$exp/profile-$method-s$seed.dat" \
+      --n 10000000 --seed "$seed" --out "$out/$exp/profile-$method-s$seed.dat" \
       > "$out/$exp/profile-$method-s$seed.txt"
   fi
   echo "done: $exp $method seed $seed"
