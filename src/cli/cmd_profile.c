@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "tradeflow/error.h"
 #include "tradeflow/rng.h"
+#include "tradeflow/stats.h"
 
 enum { CHUNK = 4096, N_BOOT = 100, QUAD = 4001, SUB = 32 };
 
@@ -36,21 +37,36 @@ static void usage(FILE *f) {
           N_BOOT);
 }
 
-/* Weighted histogram of s[i] with weights w[i] (bootstrap multiplicities in mult, or NULL),
- * normalised to a density on [a, b]. */
-static void histogram(const double *s, const double *w, const int *mult, int64_t n, double a,
+/* Weighted histogram of the samples i = idx[j] (j < n; idx NULL: i = j), normalised to a
+ * density on [a, b]. */
+static void histogram(const double *s, const double *w, const int64_t *idx, int64_t n, double a,
                       double b, int M, double *dens) {
   for (int k = 0; k < M; k++) dens[k] = 0;
   double tot = 0;
   const double h = (b - a) / M;
-  for (int64_t i = 0; i < n; i++) {
-    const double wi = w[i] * (mult ? mult[i] : 1);
-    if (!(wi > 0) || s[i] < a || s[i] >= b) continue;
+  for (int64_t j = 0; j < n; j++) {
+    const int64_t i = idx ? idx[j] : j;
+    if (!(w[i] > 0) || s[i] < a || s[i] >= b) continue;
     const int k = (int)((s[i] - a) / h);
-    dens[k < M ? k : M - 1] += wi;
-    tot += wi;
+    dens[k < M ? k : M - 1] += w[i];
+    tot += w[i];
   }
   for (int k = 0; k < M; k++) dens[k] = tot > 0 ? dens[k] / (tot * h) : 0;
+}
+
+typedef struct {
+  const double *s, *w;
+  double a, b;
+  int M;
+} boot_arg;
+
+/* The bootstrap statistic: the profile -log p per bin (+inf where a resample leaves a bin
+ * empty, which makes that bin's error NaN). */
+static int boot_profile(int64_t n, const int64_t *idx, void *arg, double *out) {
+  const boot_arg *ba = arg;
+  histogram(ba->s, ba->w, idx, n, ba->a, ba->b, ba->M, out);
+  for (int k = 0; k < ba->M; k++) out[k] = out[k] > 0 ? -log(out[k]) : INFINITY;
+  return TF_OK;
 }
 
 /* Exact marginal of coordinate K of a 2-D module averaged over each bin, normalised on [a, b]:
@@ -159,9 +175,7 @@ int tf_cli_profile(int argc, char **argv) {
   tf_physics *phys = NULL;
   tf_config *pc = tf_cli_physics_load(m.config_text, ckpt);
   int status = TF_EXIT_USAGE;
-  double *s = NULL, *w = NULL, *xd = NULL, *cd = NULL, *lq = NULL, *fl = NULL, *ex = NULL,
-         *boot = NULL;
-  int *mult = NULL;
+  double *s = NULL, *w = NULL, *xd = NULL, *cd = NULL, *lq = NULL, *fl = NULL, *ex = NULL;
   tf_ctx *ctx = NULL;
   FILE *f = NULL;
   if (!pc || tf_cli_physics_create(pc, &phys, NULL) != TF_OK) goto fail;
@@ -184,15 +198,13 @@ int tf_cli_profile(int argc, char **argv) {
   status = TF_EXIT_FAIL;
   s = malloc(sizeof(double) * (size_t)n);
   w = malloc(sizeof(double) * (size_t)n);
-  mult = malloc(sizeof(int) * (size_t)n);
   xd = malloc(sizeof(double) * (size_t)(CHUNK * D));
   cd = malloc(sizeof(double) * CHUNK);
   lq = malloc(sizeof(double) * CHUNK);
   fl = malloc(sizeof(double) * (size_t)M * 3);
-  boot = malloc(sizeof(double) * (size_t)M * N_BOOT);
   ex = fl + 2 * M;
   ctx = tf_ctx_create(0);
-  if (!s || !w || !mult || !xd || !cd || !lq || !fl || !boot || !ctx) {
+  if (!s || !w || !xd || !cd || !lq || !fl || !ctx) {
     tf_error(TF_ENOMEM, "out of memory");
     goto fail;
   }
@@ -218,26 +230,11 @@ int tf_cli_profile(int argc, char **argv) {
   for (int64_t i = 0; i < n; i++) w[i] = isfinite(w[i]) ? exp(w[i] - lmax) : 0;
   double *flow = fl, *err = fl + M;
   histogram(s, w, NULL, n, a, b, (int)M, flow);
-  /* bootstrap: multinomial resampling as multiplicities */
   tf_rng br;
   tf_rng_init(&br, 12345, 0, TF_RNG_USER + 400, 0);
-  for (int bi = 0; bi < N_BOOT; bi++) {
-    memset(mult, 0, sizeof(int) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) mult[tf_rng_below(&br, (uint64_t)n)]++;
-    histogram(s, w, mult, n, a, b, (int)M, boot + (size_t)bi * M);
-  }
-  for (int k = 0; k < M; k++) {
-    double m1 = 0, m2 = 0;
-    int ok = 0;
-    for (int bi = 0; bi < N_BOOT; bi++) {
-      const double v = boot[(size_t)bi * M + k];
-      if (!(v > 0)) continue;
-      m1 += -log(v);
-      m2 += log(v) * log(v);
-      ok++;
-    }
-    err[k] = ok == N_BOOT ? sqrt(fmax(0, m2 / ok - (m1 / ok) * (m1 / ok))) : NAN;
-  }
+  boot_arg ba = {s, w, a, b, (int)M};
+  if (tf_stats_bootstrap(n, N_BOOT, &br, (int)M, boot_profile, &ba, NULL, err) != TF_OK)
+    goto fail;
   const int have_exact = D == 2;
   if (have_exact && exact_profile(phys, cond, (int)K, a, b, (int)M, ex) != TF_OK) goto fail;
   f = fopen(out, "w");
@@ -283,7 +280,7 @@ fail:
   fprintf(stderr, "tradeflow profile: %s\n", tf_errmsg());
 done:
   if (f) fclose(f);
-  free(s), free(w), free(mult), free(xd), free(cd), free(lq), free(fl), free(boot);
+  free(s), free(w), free(xd), free(cd), free(lq), free(fl);
   tf_ctx_destroy(ctx);
   tf_config_destroy(pc);
   tf_physics_destroy(phys);

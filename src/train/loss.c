@@ -22,6 +22,7 @@
 #include "tradeflow/error.h"
 #include "tradeflow/physics.h"
 #include "tradeflow/rng.h"
+#include "tradeflow/stats.h"
 
 enum { MAX_GRID = 64, RNG_REFRESH = TF_RNG_USER + 1, RNG_BOUNDARY = TF_RNG_USER + 200 };
 static const double PI = 3.14159265358979323846;
@@ -203,16 +204,6 @@ static void to_double(const tf_tensor *t, double *out) {
   for (int64_t i = 0; i < t->n; i++) out[i] = (double)t->data[i];
 }
 
-static double lse(const double *v, int64_t n) {
-  double m = -INFINITY;
-  for (int64_t i = 0; i < n; i++)
-    if (v[i] > m) m = v[i];
-  if (!isfinite(m)) return m;
-  double s = 0;
-  for (int64_t i = 0; i < n; i++) s += exp(v[i] - m);
-  return m + log(s);
-}
-
 /* Self-normalised weights from log-weights lw[0..n) into w (NaN -> 0 weight). */
 static void normalise(const double *lw, int64_t n, double *w) {
   double m = -INFINITY;
@@ -347,10 +338,7 @@ int tf_loss_prepare(tf_loss_state *ls, tf_ctx *ctx, int64_t step, int monitor) {
     if (rc != TF_OK) break;
     /* log w = log q - log p; <A>_c by self-normalised importance sampling */
     for (int64_t i = 0; i < N; i++) ls->w[i] = ls->lq[i] - (double)lp->data[i];
-    const double l1 = lse(ls->w, N);
-    for (int64_t i = 0; i < N; i++) ls->gx[i] = 2 * ls->w[i];
-    const double l2 = lse(ls->gx, N);
-    ls->ess[k] = isfinite(l1) && isfinite(l2) ? exp(2 * l1 - l2) / (double)N : 0;
+    if (tf_stats_ess(N, ls->w, &ls->ess[k]) != TF_OK) ls->ess[k] = 0; /* NaN weights */
     normalise(ls->w, N, ls->w);
     double Ahat = 0;
     for (int64_t i = 0; i < N; i++) Ahat += ls->w[i] * ls->dq[i];
@@ -644,8 +632,9 @@ void tf_loss_summary(const tf_loss_state *ls, char *buf, size_t len) {
     k += snprintf(buf + k, len - (size_t)k, "  %s %.4g x %.3g",
                   ls->cfg.kind == TF_LOSS_TRADE ? "trade" : "rw", ls->last_e, ls->last_lambda);
   if (k < 0 || (size_t)k >= len) return;
+  const char *param = ls->cfg.physics ? tf_physics_param(ls->cfg.physics) : "c";
   if (!isnan(ls->ess[ls->k0]))
     snprintf(buf + k, len - (size_t)k, "  ess %.2f|%.2f|%.2f @%s=%.3g|%.3g|%.3g", ls->ess[0],
-             ls->ess[ls->k0], ls->ess[ls->K - 1], ls->cfg.physics ? tf_physics_param(ls->cfg.physics) : "c",
-             ls->grid[0], ls->grid[ls->k0], ls->grid[ls->K - 1]);
+             ls->ess[ls->k0], ls->ess[ls->K - 1], param, ls->grid[0], ls->grid[ls->k0],
+             ls->grid[ls->K - 1]);
 }

@@ -240,6 +240,38 @@ static void test_trade_from_config(void **state) {
   assert_non_null(strstr(out, "valid range"));
 }
 
+/* profile: the untrained flow (N(0, I)) reweighted to the double well at T = 1 reproduces the
+ * exact free-energy profile within its bootstrap errors; an unusable --range is refused. */
+static void test_profile(void **state) {
+  (void)state;
+  write_file("prof.ini", "[model]\nblocks = 2\nhidden = 8\n[physics]\nname = double_well\n"
+                         "[data]\nexact_samples = 500\n[train]\nsteps = 0\nbatch = 64\n"
+                         "log_every = 0\n[output]\ndir = run_prof\n");
+  assert_int_equal(run("train prof.ini"), 0);
+  assert_int_equal(run("profile run_prof/checkpoint.h5 --condition 1 --range -2,2 --bins 20 "
+                       "--n 200000 --out prof.dat"), 0);
+  assert_non_null(strstr(out, "max |F_flow - F_exact|"));
+  char path[512];
+  snprintf(path, sizeof path, "%s/prof.dat", dir);
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  char line[512];
+  int rows = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (line[0] == '#') continue;
+    double x, F, err, E, d;
+    assert_int_equal(sscanf(line, "%lf %lf %lf %lf %lf", &x, &F, &err, &E, &d), 5);
+    assert_true(isfinite(E) && isfinite(F) && err > 0);
+    if (fabs(d) > 4 * err) fail_msg("bin %g: F_flow - F_exact = %g, error %g", x, d, err);
+    rows++;
+  }
+  fclose(f);
+  assert_int_equal(rows, 20);
+  assert_int_equal(run("profile run_prof/checkpoint.h5 --condition 1 --range 2,-2 "
+                       "--out prof2.dat"), 2);
+  assert_non_null(strstr(out, "--range"));
+}
+
 /* the shipped example config is valid and runs (a few steps, on this test's data) */
 static void test_example_config(void **state) {
   (void)state;
@@ -255,6 +287,7 @@ int main(void) {
       cmocka_unit_test(test_resume_from_the_command_line),
       cmocka_unit_test(test_bad_configs),
       cmocka_unit_test(test_trade_from_config),
+      cmocka_unit_test(test_profile),
       cmocka_unit_test(test_bad_inputs),
       cmocka_unit_test(test_example_config),
   };
