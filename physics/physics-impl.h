@@ -79,6 +79,10 @@ struct tf_phys_module {
   /* External layout (raw_dim != dim).  NULL: only the identity (raw_dim == dim). */
   void (*import_raw)(const tf_physics *p, int64_t n, const double *raw, double *x);
   void (*export_raw)(const tf_physics *p, int64_t n, const double *x, double *raw);
+  /* Optional: replace each row by its image under a random element of a symmetry group of U
+   * (U and hence log q unchanged for every c), drawn uniformly (Haar) from rng. */
+  void (*augment)(const tf_physics *p, int64_t n, double *x, tf_rng *rng);
+  const char *augment_group; /* what augment draws from, for messages and the help text */
 };
 
 /* ---- the registry (physics/molecular/...) ------------------------------------------------- */

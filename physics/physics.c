@@ -5,7 +5,8 @@
  *   tf_physics_dim, tf_physics_param, tf_physics_param_range, tf_physics_default_range,
  *   tf_physics_log_q, tf_physics_energy, tf_physics_log_z, tf_physics_has_sampler,
  *   tf_physics_sample, tf_physics_n_obs, tf_physics_obs_name, tf_physics_observables,
- *   tf_physics_import, tf_physics_export_dim, tf_physics_export
+ *   tf_physics_import, tf_physics_export_dim, tf_physics_export, tf_physics_augment_group,
+ *   tf_physics_augment
  *   (tf_mcmc_defaults and tf_physics_mcmc are in mcmc.c).
  * Private, shared with the modules: tf_phys_check_param.
  *
@@ -374,5 +375,20 @@ int tf_physics_export(const tf_physics *p, int64_t n, const double *x, double *r
   if (n > 0 && x == raw)
     return tf_error(TF_EINVAL, "tf_physics_export (%s): x and raw must not alias", p->m->name);
   p->m->export_raw(p, n, x, raw);
+  return TF_OK;
+}
+
+const char *tf_physics_augment_group(const tf_physics *p) {
+  return p && p->m->augment ? p->m->augment_group : NULL;
+}
+
+int tf_physics_augment(const tf_physics *p, int64_t n, double *x, tf_rng *rng) {
+  int rc = check_rows(p, "tf_physics_augment", n, x);
+  if (rc) return rc;
+  if (!p->m->augment)
+    return tf_error(TF_EUNSUP, "tf_physics_augment: module %s has no symmetry augmentation",
+                    p->m->name);
+  if (n > 0 && !rng) return tf_error(TF_EINVAL, "tf_physics_augment (%s): rng is NULL", p->m->name);
+  p->m->augment(p, n, x, rng);
   return TF_OK;
 }

@@ -137,6 +137,17 @@ int64_t tf_physics_export_dim(const tf_physics *p);
 int tf_physics_export(const tf_physics *p, int64_t n, const double *x, double *raw);
 /* (export refuses raw == x when the widths differ) */
 
+/* ---- symmetries ---------------------------------------------------------------------------- */
+
+/* Symmetry augmentation of training data: each row x (n, D) is replaced in place by g x with
+ * g drawn uniformly (Haar measure) from a symmetry group of the energy, so that U(g x) = U(x)
+ * and log q is unchanged at every c.  A flow trained on augmented data sees the symmetric
+ * Boltzmann density even when the reference samples (MD, MCMC) do not visit every symmetric
+ * copy.  tf_physics_augment_group names the group ("particle permutations x O(2)") or
+ * returns NULL when the module has none; tf_physics_augment then fails with TF_EUNSUP. */
+const char *tf_physics_augment_group(const tf_physics *p);
+int tf_physics_augment(const tf_physics *p, int64_t n, double *x, tf_rng *rng);
+
 #ifdef __cplusplus
 }
 #endif

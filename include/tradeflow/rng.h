@@ -27,6 +27,7 @@ enum {
   TF_RNG_COND = 4,    /* condition values */
   TF_RNG_MCMC = 5,    /* Metropolis / HMC */
   TF_RNG_TEST = 6,
+  TF_RNG_AUGMENT = 7, /* symmetry augmentation of training batches */
   TF_RNG_USER = 1000
 };
 

@@ -141,6 +141,9 @@ typedef struct {
   const char *model_name;   /* stored in checkpoints (NULL: "flow") */
   FILE *log;                /* progress (NULL: silent) */
   tf_loss_config loss;      /* what is minimised (default: NLL on the data) */
+  int augment;              /* 1: every training minibatch is replaced by random symmetry
+                               images of its rows (tf_physics_augment of loss.physics, a
+                               stream keyed by seed and step); validation rows are not */
 } tf_train_config;
 
 /* Defaults: 1000 steps, batch 256, 10% validation, Adam lr 1e-3 cosine to 1e-5, clip 10,

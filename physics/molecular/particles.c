@@ -26,6 +26,10 @@
  * no exact log Z or sampler exists: the reference sampler is MALA).  Valid T: [0.05, 100];
  * training range [0.7, 1.5] (dw4), [0.8, 1.5] (lj13); T0 = 1.
  * Observables: dw4 energy, d_mean (mean pair distance); lj13 energy, e_lj, e_tether.
+ * Symmetries (augment): U depends only on pair distances of identical particles, so it is
+ * invariant under the group S_N x O(d) of particle permutations and rotations / reflections
+ * about the centre of mass; augment draws both uniformly (Fisher-Yates; Haar on O(d) by the
+ * QR decomposition of a Gaussian matrix with the signs of R's diagonal moved into Q).
  */
 #include <math.h>
 #include <string.h>
@@ -84,6 +88,48 @@ static void particles_export(const tf_physics *p, int64_t n, const double *x, do
   int d;
   const int np = n_particles(p, &d);
   for (int64_t r = 0; r < n; r++) helmert_inv(np, d, x + r * p->dim, raw + r * np * d);
+}
+
+/* Haar-random orthogonal d x d matrix Q (row-major): Gram-Schmidt on the columns of a
+ * Gaussian matrix is its QR decomposition with R's diagonal positive, which makes Q Haar
+ * distributed on O(d) (Mezzadri 2007); determinant +1 or -1 with probability 1/2 each. */
+static void haar_orthogonal(int d, tf_rng *rng, double *Q) {
+  for (;;) {
+    tf_rng_fill_normal_d(rng, Q, (int64_t)d * d);
+    int ok = 1;
+    for (int j = 0; j < d && ok; j++) {
+      for (int k = 0; k < j; k++) {
+        double dot = 0;
+        for (int i = 0; i < d; i++) dot += Q[i * d + j] * Q[i * d + k];
+        for (int i = 0; i < d; i++) Q[i * d + j] -= dot * Q[i * d + k];
+      }
+      double nrm = 0;
+      for (int i = 0; i < d; i++) nrm += Q[i * d + j] * Q[i * d + j];
+      nrm = sqrt(nrm);
+      ok = nrm > 1e-8; /* a (probability-zero) degenerate draw: draw again */
+      for (int i = 0; i < d && ok; i++) Q[i * d + j] /= nrm;
+    }
+    if (ok) return;
+  }
+}
+
+static void particles_augment(const tf_physics *p, int64_t n, double *x, tf_rng *rng) {
+  int d;
+  const int np = n_particles(p, &d);
+  for (int64_t r = 0; r < n; r++) {
+    double X[MAX_CART], Y[MAX_CART], Q[9];
+    int64_t perm[13];
+    helmert_inv(np, d, x + r * p->dim, X);
+    tf_rng_permutation(rng, perm, np);
+    haar_orthogonal(d, rng, Q);
+    for (int i = 0; i < np; i++)
+      for (int a = 0; a < d; a++) {
+        double s = 0;
+        for (int b = 0; b < d; b++) s += Q[a * d + b] * X[perm[i] * d + b];
+        Y[i * d + a] = s;
+      }
+    helmert_fwd(np, d, Y, x + r * p->dim);
+  }
 }
 
 static int particles_setup(tf_physics *p, double cmin, double cmax) {
@@ -167,6 +213,8 @@ const tf_phys_module tf_phys_dw4 = {
     .mala_step = 0.3,
     .import_raw = particles_import,
     .export_raw = particles_export,
+    .augment = particles_augment,
+    .augment_group = "particle permutations x rotations and reflections",
 };
 
 /* ---- lj13 ----------------------------------------------------------------------------------- */
@@ -265,4 +313,6 @@ const tf_phys_module tf_phys_lj13 = {
     .mala_step = 0.02,
     .import_raw = particles_import,
     .export_raw = particles_export,
+    .augment = particles_augment,
+    .augment_group = "particle permutations x rotations and reflections",
 };

@@ -194,6 +194,14 @@ int tf_cli_train(int argc, char **argv) {
              tc.loss.kind == TF_LOSS_TRADE ? " with an NLL boundary" : "");
     goto fail;
   }
+  tc.augment = tf_config_bool(cfg, "data", "augment");
+  if (tc.augment && (!phys || !tf_physics_augment_group(phys) || !dt.x)) {
+    tf_error(TF_EINVAL, "%s: data.augment = true needs training data and a physics module with "
+             "a symmetry group (%s%s%s)", tf_config_where(cfg, "data", "augment"),
+             !phys ? "no physics.name given" : !dt.x ? "this loss reads no data" : "module ",
+             phys && dt.x ? tf_physics_name(phys) : "", phys && dt.x ? " has none" : "");
+    goto fail;
+  }
   if (tf_cli_flow_config(cfg, dt.d ? dt.d : phys ? tf_physics_dim(phys) : 0, &fc) != TF_OK)
     goto fail;
   const double data_c = phys && !tf_config_is_set(cfg, "data", "condition")

@@ -71,6 +71,9 @@ const tf_cfg_key tf_cli_schema[] = {
     {"data", "condition", TF_CFG_REAL, "1", 1e-300, 1e300, NULL,
      "the condition c of every sample when there is no condition_dataset (default with "
      "physics: physics.c0)"},
+    {"data", "augment", TF_CFG_BOOL, "false", UNB, NULL,
+     "replace every training batch by random symmetry images of its rows (the physics "
+     "module's group, e.g. particle permutations and rotations for dw4 / lj13)"},
     {"data", "max_rows", TF_CFG_INT, "0", 0, 9.007199254740992e15, NULL,
      "use only the first rows; 0: all"},
     /* ---- [loss] (DESIGN.md section 4; include/tradeflow/train.h) ---- */

@@ -51,6 +51,7 @@ struct tf_trainer {
   int have_data;
   tf_loss_state *ls; /* NULL for plain NLL */
   tf_real *gbuf;     /* adaptive weighting: the boundary term's gradient */
+  double *aug;       /* augment: one batch of rows in double (batch, D) */
   tf_optim *optim;
   tf_ctx *ctx;
   int64_t *train_rows, n_train; /* row indices */
@@ -150,6 +151,28 @@ tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_para
       goto fail;
     }
   }
+  if (cfg->augment) {
+    const tf_physics *ph = cfg->loss.physics;
+    if (!data) {
+      tf_error(TF_EINVAL, "trainer: symmetry augmentation needs training data");
+      goto fail;
+    }
+    if (!ph || !tf_physics_augment_group(ph)) {
+      tf_error(TF_EUNSUP, "trainer: symmetry augmentation needs a physics module that has "
+               "one; %s", ph ? tf_physics_name(ph) : "no physics module given");
+      goto fail;
+    }
+    if (tf_physics_dim(ph) != data->d) {
+      tf_error(TF_EINVAL, "trainer: the data have %lld columns, physics module %s has "
+               "dimension %d", (long long)data->d, tf_physics_name(ph), tf_physics_dim(ph));
+      goto fail;
+    }
+    t->aug = malloc((size_t)(cfg->batch * data->d) * sizeof *t->aug);
+    if (!t->aug) {
+      tf_error(TF_ENOMEM, "trainer: out of memory");
+      goto fail;
+    }
+  }
   if (!data) {
     t->optim = tf_optim_create(&cfg->optim, tf_params_size(params));
     t->ctx = tf_ctx_create(0);
@@ -199,6 +222,7 @@ void tf_trainer_destroy(tf_trainer *t) {
   free(t->epoch_perm);
   tf_loss_destroy(t->ls);
   free(t->gbuf);
+  free(t->aug);
   tf_optim_destroy(t->optim);
   tf_ctx_destroy(t->ctx);
   free(t);
@@ -281,6 +305,21 @@ static void gather_rows(tf_ctx *ctx, const tf_dataset *d, int conditional, const
     for (int64_t j = 0; j < D; j++) (*x)->data[i * D + j] = (tf_real)src[j];
     if (*c) (*c)->data[i] = (tf_real)(d->c ? d->c[r] : d->c0);
   }
+}
+
+/* Training batch of `step` with augmentation: the rows' random symmetry images, drawn in
+ * double before the conversion to the network precision.  The stream depends only on the
+ * seed and the step, so resumed runs see the same images. */
+static int augment_batch(tf_trainer *t, const int64_t *rows, int64_t step, tf_tensor *x) {
+  const int64_t B = t->cfg.batch, D = t->data.d;
+  for (int64_t i = 0; i < B; i++)
+    memcpy(t->aug + i * D, t->data.x + rows[i] * D, (size_t)D * sizeof *t->aug);
+  tf_rng r;
+  tf_rng_init(&r, t->cfg.seed, 0, TF_RNG_AUGMENT, (uint32_t)step);
+  int rc = tf_physics_augment(t->cfg.loss.physics, B, t->aug, &r);
+  if (rc != TF_OK) return rc;
+  for (int64_t i = 0; i < B * D; i++) x->data[i] = (tf_real)t->aug[i];
+  return TF_OK;
 }
 
 int tf_dataset_log_prob(tf_flow *flow, tf_ctx *ctx, const tf_dataset *data, const int64_t *rows,
@@ -436,11 +475,15 @@ static int train_step(tf_trainer *t, int *bad) {
   }
   tf_ctx_reset(t->ctx);
   tf_tensor *x = NULL, *c = NULL;
-  if (t->have_data && (!t->ls || tf_loss_uses_data(&t->cfg.loss)))
-    gather_rows(t->ctx, &t->data, t->conditional, batch_rows(t, t->step), 0, t->cfg.batch,
-                &x, &c);
+  int rc = TF_OK;
+  if (t->have_data && (!t->ls || tf_loss_uses_data(&t->cfg.loss))) {
+    const int64_t *rows = batch_rows(t, t->step);
+    gather_rows(t->ctx, &t->data, t->conditional, rows, 0, t->cfg.batch, &x, &c);
+    if (x && t->aug) rc = augment_batch(t, rows, t->step, x);
+    if (rc != TF_OK) return rc;
+  }
   double L = NAN;
-  int rc = objective(t, x, c, &L);
+  rc = objective(t, x, c, &L);
   if (rc != TF_OK) return rc;
   *bad = !isfinite(L);
   if (!*bad) {
@@ -468,7 +511,8 @@ int tf_trainer_run(tf_trainer *t) {
     tf_tensor *x, *c;
     gather_rows(t->ctx, &t->data, t->conditional, batch_rows(t, 0), 0, cfg->batch, &x,
                 &c);
-    int rc = tf_flow_data_init(t->flow, t->ctx, x, c);
+    int rc = x && t->aug ? augment_batch(t, batch_rows(t, 0), 0, x) : TF_OK;
+    if (rc == TF_OK) rc = tf_flow_data_init(t->flow, t->ctx, x, c);
     if (rc != TF_OK) return rc;
   }
   t->resumed = 1; /* a second run() continues */

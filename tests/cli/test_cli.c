@@ -160,6 +160,8 @@ static void test_bad_configs(void **state) {
        "", {"bad.ini", "physics.c_max", "1e+06", "valid range"}},
       {"no exact sampler", BASE_MODEL "[physics]\nname = dw4\n[data]\nexact_samples = 100\n",
        "", {"data.exact_samples", "dw4", "no exact sampler", NULL}},
+      {"augment without a group", BASE_MODEL "[physics]\nname = gmm\n[data]\nexact_samples = "
+       "100\naugment = true\n", "", {"bad.ini:9", "data.augment", "module gmm has none", NULL}},
       {"bad --set", BASE_MODEL BASE_DATA, "--set trainsteps5",
        {"--set argument 1", "section.key=value", NULL, NULL}},
       {"dimension mismatch", BASE_MODEL "dim = 3\n" BASE_DATA, "",

@@ -7,6 +7,10 @@
  *
  * Samplers: moments of 2e5 exact samples must agree with quadrature within 4 standard errors.
  *
+ * Symmetry augmentation (dw4, lj13): every image of one configuration has its energy, and the
+ * images are uniform over the group: each particle's mean position is 0, its second moment
+ * isotropic, and every particle lands in each slot with probability 1 / N.
+ *
  * Data (skipped with a message when absent): configurational temperature
  *   kT = <|grad U|^2> / <laplacian U>
  * in module coordinates (centre of mass removed), the Laplacian by central differences of the
@@ -332,6 +336,76 @@ static void check_data(const char *file, const char *module, const char *key, co
   tf_physics_destroy(p);
 }
 
+static void check_augment(const char *name) {
+  tf_physics *p = make(name, NULL, NULL);
+  const int D = tf_physics_dim(p);
+  const int64_t W = tf_physics_export_dim(p), n = 20000;
+  const int d = W == 8 ? 2 : 3, np = (int)W / d;
+  double *x = malloc((size_t)(n * D) * sizeof *x), *X = malloc((size_t)(n * W) * sizeof *X);
+  double *u = malloc((size_t)n * sizeof *u), X0[39], r0[13];
+  assert_non_null(x);
+  assert_non_null(X);
+  assert_non_null(u);
+  tf_rng rng;
+  tf_rng_init(&rng, 11, 0, TF_RNG_TEST, 0);
+  tf_rng_fill_normal_d(&rng, x, D); /* a generic configuration: distinct radii */
+  for (int j = 0; j < D; j++) x[j] *= 1.5;
+  for (int64_t r = 1; r < n; r++) memcpy(x + r * D, x, (size_t)D * sizeof *x);
+  double u0;
+  assert_int_equal(tf_physics_energy(p, 1, x, &u0), TF_OK);
+  assert_int_equal(tf_physics_export(p, 1, x, X0), TF_OK);
+  double s2 = 0; /* sum_i |X_i|^2 */
+  for (int i = 0; i < np; i++) {
+    r0[i] = 0;
+    for (int a = 0; a < d; a++) r0[i] += X0[i * d + a] * X0[i * d + a];
+    s2 += r0[i];
+  }
+  assert_int_equal(tf_physics_augment(p, n, x, &rng), TF_OK);
+  assert_int_equal(tf_physics_energy(p, n, x, u), TF_OK);
+  double worst = 0;
+  for (int64_t r = 0; r < n; r++) worst = fmax(worst, fabs(u[r] - u0) / (1 + fabs(u0)));
+  print_message("  %s: augmented energies differ from U = %.6f by %.1e (relative) at most\n",
+                name, u0, worst);
+  assert_true(worst < 1e-10); /* round-off of two basis changes and a rotation */
+  assert_int_equal(tf_physics_export(p, n, x, X), TF_OK);
+  char what[64];
+  for (int a = 0; a < d; a++) { /* particle 0: mean 0, covariance s2 / (N d) I */
+    snprintf(what, sizeof what, "<X_0[%d]>", a);
+    expect_within(what, column_mean(X + a, n, (int)W), 0);
+    for (int b = a; b < d; b++) {
+      for (int64_t r = 0; r < n; r++) u[r] = X[r * W + a] * X[r * W + b];
+      snprintf(what, sizeof what, "<X_0[%d] X_0[%d]>", a, b);
+      expect_within(what, column_mean(u, n, 1), a == b ? s2 / (np * d) : 0);
+    }
+  }
+  for (int i = 0; i < np; i++) { /* slot 0 holds particle i (known by its radius) w.p. 1/N */
+    for (int64_t r = 0; r < n; r++) {
+      double rr = 0;
+      for (int a = 0; a < d; a++) rr += X[r * W + a] * X[r * W + a];
+      u[r] = fabs(rr - r0[i]) < 1e-9 * (1 + r0[i]);
+    }
+    snprintf(what, sizeof what, "P(slot 0 = particle %d)", i);
+    expect_within(what, column_mean(u, n, 1), 1.0 / np);
+  }
+  free(x);
+  free(X);
+  free(u);
+  tf_physics_destroy(p);
+}
+
+static void test_augment(void **state) {
+  (void)state;
+  check_augment("dw4");
+  check_augment("lj13");
+  tf_physics *p = make("double_well", NULL, NULL);
+  double x[2] = {0, 0};
+  tf_rng rng;
+  tf_rng_init(&rng, 1, 0, TF_RNG_TEST, 0);
+  assert_null(tf_physics_augment_group(p));
+  assert_int_equal(tf_physics_augment(p, 1, x, &rng), TF_EUNSUP);
+  tf_physics_destroy(p);
+}
+
 static void test_data_dw4(void **state) {
   (void)state;
   check_data("dw4.h5", "dw4", NULL, NULL, 8, 1.0);
@@ -352,6 +426,6 @@ int main(void) {
       cmocka_unit_test(test_log_z_wells),       cmocka_unit_test(test_log_z_2d),
       cmocka_unit_test(test_samplers_wells),    cmocka_unit_test(test_sampler_gmm),
       cmocka_unit_test(test_data_dw4),          cmocka_unit_test(test_data_lj13_ordered),
-      cmocka_unit_test(test_data_lj13_unordered)};
+      cmocka_unit_test(test_data_lj13_unordered), cmocka_unit_test(test_augment)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
