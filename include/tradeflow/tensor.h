@@ -91,6 +91,7 @@ void tf_ctx_reset(tf_ctx *ctx);
 /* Gradient recording on/off (default on); returns the previous setting.  Off is the fast path
  * for sampling and evaluation. */
 int tf_ctx_set_grad(tf_ctx *ctx, int on);
+int tf_ctx_grad_enabled(const tf_ctx *ctx); /* the current setting */
 
 int tf_ctx_status(const tf_ctx *ctx);        /* TF_OK or the first error since reset */
 tf_arena *tf_ctx_arena(tf_ctx *ctx);         /* the step arena (for the caller's scratch) */
@@ -147,6 +148,10 @@ int tf_grad(tf_ctx *ctx, tf_tensor *y, tf_tensor *seed, int n, tf_tensor *const 
  * shapes of flow layers run about twice as fast as OpenBLAS 0.3.21 there); otherwise, and in
  * float64, BLAS gemm. */
 tf_tensor *tf_matmul(tf_ctx *ctx, tf_tensor *a, tf_tensor *b, int trans_a, int trans_b);
+/* A dense layer, y = x W^T + b: x (N, K), W (M, K) (PyTorch's layout), b with M elements (any
+ * shape, e.g. (M) or (1, M)) or NULL -> y (N, M).  The same values as
+ * tf_add(tf_matmul(x, W, 0, 1), b), but the bias is added inside the GEMM (no pass over y). */
+tf_tensor *tf_linear(tf_ctx *ctx, tf_tensor *x, tf_tensor *w, tf_tensor *b);
 
 /* Elementwise with numpy broadcasting (shapes aligned at the trailing dimension). */
 tf_tensor *tf_add(tf_ctx *ctx, tf_tensor *a, tf_tensor *b);

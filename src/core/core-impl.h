@@ -8,6 +8,7 @@
 
 typedef enum {
   TF_OP_MATMUL,
+  TF_OP_LINEAR,    /* in = {x, W[, b]}: x W^T (+ b) */
   TF_OP_ADD,
   TF_OP_SUB,
   TF_OP_MUL,

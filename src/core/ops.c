@@ -52,9 +52,14 @@ enum { GEMM_MR = 8, GEMM_NR = 32, GEMM_KC = 256 };
 /* C[0..mr) x [0..32) (= or +=) sum_k A[i, k] Bp[k][0..32); masks select the valid columns */
 static inline __attribute__((always_inline)) void gemm_block32(
     int mr, int64_t kc, const float *A, int64_t ars, int64_t aks, const float *Bp, float *C,
-    int64_t ldc, int acc, __mmask16 m0, __mmask16 m1) {
+    int64_t ldc, int acc, const float *bias, __mmask16 m0, __mmask16 m1) {
   __m512 c0[GEMM_MR], c1[GEMM_MR];
-  for (int i = 0; i < mr; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+  const __m512 i0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 i1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+  for (int i = 0; i < mr; i++) {
+    c0[i] = i0;
+    c1[i] = i1;
+  }
   for (int64_t k = 0; k < kc; k++) {
     const __m512 b0 = _mm512_load_ps(Bp + k * 32), b1 = _mm512_load_ps(Bp + k * 32 + 16);
     const float *a = A + k * aks;
@@ -78,9 +83,10 @@ static inline __attribute__((always_inline)) void gemm_block32(
 /* the same for a last panel of at most 16 columns (halves the padding waste for N = 33) */
 static inline __attribute__((always_inline)) void gemm_block16(
     int mr, int64_t kc, const float *A, int64_t ars, int64_t aks, const float *Bp, float *C,
-    int64_t ldc, int acc, __mmask16 m0) {
+    int64_t ldc, int acc, const float *bias, __mmask16 m0) {
   __m512 c0[GEMM_MR];
-  for (int i = 0; i < mr; i++) c0[i] = _mm512_setzero_ps();
+  const __m512 i0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  for (int i = 0; i < mr; i++) c0[i] = i0;
   for (int64_t k = 0; k < kc; k++) {
     const __m512 b0 = _mm512_load_ps(Bp + k * 16);
     const float *a = A + k * aks;
@@ -94,19 +100,20 @@ static inline __attribute__((always_inline)) void gemm_block16(
 }
 
 typedef void (*gemm_fn32)(int64_t, const float *, int64_t, int64_t, const float *, float *,
-                          int64_t, int, __mmask16, __mmask16);
+                          int64_t, int, const float *, __mmask16, __mmask16);
 typedef void (*gemm_fn16)(int64_t, const float *, int64_t, int64_t, const float *, float *,
-                          int64_t, int, __mmask16);
+                          int64_t, int, const float *, __mmask16);
 /* one instance per row count, so that the register blocks are fully unrolled */
 #define GEMM_INST(R)                                                                         \
   static void gemm32_##R(int64_t kc, const float *A, int64_t ars, int64_t aks,               \
-                         const float *Bp, float *C, int64_t ldc, int acc, __mmask16 m0,      \
-                         __mmask16 m1) {                                                     \
-    gemm_block32(R, kc, A, ars, aks, Bp, C, ldc, acc, m0, m1);                               \
+                         const float *Bp, float *C, int64_t ldc, int acc,                    \
+                         const float *bias, __mmask16 m0, __mmask16 m1) {                    \
+    gemm_block32(R, kc, A, ars, aks, Bp, C, ldc, acc, bias, m0, m1);                         \
   }                                                                                          \
   static void gemm16_##R(int64_t kc, const float *A, int64_t ars, int64_t aks,               \
-                         const float *Bp, float *C, int64_t ldc, int acc, __mmask16 m0) {    \
-    gemm_block16(R, kc, A, ars, aks, Bp, C, ldc, acc, m0);                                   \
+                         const float *Bp, float *C, int64_t ldc, int acc, const float *bias, \
+                         __mmask16 m0) {                                                     \
+    gemm_block16(R, kc, A, ars, aks, Bp, C, ldc, acc, bias, m0);                             \
   }
 GEMM_INST(1)
 GEMM_INST(2)
@@ -142,9 +149,11 @@ static float *gemm_scratch(tf_ctx *ctx, size_t floats) {
   return ctx->scratch;
 }
 
-/* C (M, N), row stride N, = op(A) op(B) */
+/* C (M, N), row stride N, = op(A) op(B) (+ bias (N) added to every row, when not NULL: the
+ * registers start from it, so the bias costs no pass over C) */
 static int sgemm_avx512(tf_ctx *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K,
-                        const float *A, int64_t lda, const float *B, int64_t ldb, float *C) {
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                        const float *bias) {
   const int64_t nfull = N / GEMM_NR, rem = N - nfull * GEMM_NR;
   const int64_t npad = nfull * GEMM_NR + (rem == 0 ? 0 : rem <= 16 ? 16 : GEMM_NR);
   const int64_t kcmax = K < GEMM_KC ? K : GEMM_KC;
@@ -180,10 +189,11 @@ static int sgemm_avx512(tf_ctx *ctx, int ta, int tb, int64_t M, int64_t N, int64
         const int64_t w = N - j0 < GEMM_NR ? N - j0 : GEMM_NR;
         const float *p = bp + kc * j0;
         const __mmask16 m0 = lane_mask(w), m1 = lane_mask(w - 16);
+        const float *bj = bias && k0 == 0 ? bias + j0 : NULL;
         if (w > 16)
-          gemm32[mr](kc, a0 + i0 * ars, ars, aks, p, C + i0 * N + j0, N, k0 > 0, m0, m1);
+          gemm32[mr](kc, a0 + i0 * ars, ars, aks, p, C + i0 * N + j0, N, k0 > 0, bj, m0, m1);
         else
-          gemm16[mr](kc, a0 + i0 * ars, ars, aks, p, C + i0 * N + j0, N, k0 > 0, m0);
+          gemm16[mr](kc, a0 + i0 * ars, ars, aks, p, C + i0 * N + j0, N, k0 > 0, bj, m0);
       }
     }
   }
@@ -214,7 +224,8 @@ tf_tensor *tf_matmul(tf_ctx *ctx, tf_tensor *a, tf_tensor *b, int ta, int tb) {
               (int)m, (int)n, (int)k, 1.0, a->data, (int)a->shape[1], b->data, (int)b->shape[1],
               0.0, c->data, (int)n);
 #elif defined(TF_GEMM)
-  if (sgemm_avx512(ctx, ta, tb, m, n, k, a->data, a->shape[1], b->data, b->shape[1], c->data))
+  if (sgemm_avx512(ctx, ta, tb, m, n, k, a->data, a->shape[1], b->data, b->shape[1], c->data,
+                   NULL))
     return NULL;
 #else
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
@@ -225,6 +236,43 @@ tf_tensor *tf_matmul(tf_ctx *ctx, tf_tensor *a, tf_tensor *b, int ta, int tb) {
   tf_node nd = node0(TF_OP_MATMUL, 2, in);
   nd.ip[0] = ta != 0;
   nd.ip[1] = tb != 0;
+  nd.out = c;
+  return tf__finish(ctx, &nd);
+}
+
+tf_tensor *tf_linear(tf_ctx *ctx, tf_tensor *x, tf_tensor *w, tf_tensor *b) {
+  CHECK_IN(x);
+  CHECK_IN(w);
+  char s1[64], s2[64];
+  if (x->ndim != 2 || w->ndim != 2 || x->shape[1] != w->shape[1]) {
+    tf__fail(ctx, TF_EINVAL, "linear: need x (N, K) and W (M, K), got %s and %s", shp(x, s1),
+             shp(w, s2));
+    return NULL;
+  }
+  const int64_t n = x->shape[0], k = x->shape[1], m = w->shape[0];
+  if (b && b->n != m) {
+    tf__fail(ctx, TF_EINVAL, "linear: bias %s does not have the %lld outputs of W %s",
+             shp(b, s1), (long long)m, shp(w, s2));
+    return NULL;
+  }
+  tf_tensor *c = tf__alloc(ctx, 2, (int64_t[]){n, m});
+  if (!c) return NULL;
+#if defined(TF_GEMM) && !defined(TF_DOUBLE)
+  if (sgemm_avx512(ctx, 0, 1, n, m, k, x->data, k, w->data, k, c->data, b ? b->data : NULL))
+    return NULL;
+#else
+  if (b)
+    for (int64_t i = 0; i < n; i++) memcpy(c->data + i * m, b->data, (size_t)m * sizeof(tf_real));
+#ifdef TF_DOUBLE
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)m, (int)k, 1.0, x->data,
+              (int)k, w->data, (int)k, b ? 1.0 : 0.0, c->data, (int)m);
+#else
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)m, (int)k, 1.0f, x->data,
+              (int)k, w->data, (int)k, b ? 1.0f : 0.0f, c->data, (int)m);
+#endif
+#endif
+  tf_tensor *in[3] = {x, w, b};
+  tf_node nd = node0(TF_OP_LINEAR, b ? 3 : 2, in);
   nd.out = c;
   return tf__finish(ctx, &nd);
 }

@@ -47,6 +47,27 @@ static tf_tensor *matmul_jvp(tf_ctx *ctx, const tf_node *nd, tf_tensor *const *t
   return add0(ctx, r, t[1] ? tf_matmul(ctx, nd->in[0], t[1], ta, tb) : NULL);
 }
 
+/* ---- linear: y = x W^T + b --------------------------------------------------------------- */
+
+static void linear_vjp(tf_ctx *ctx, const tf_node *nd, tf_tensor *g, const int *need,
+                       tf_tensor **gin) {
+  if (need[0]) gin[0] = tf_matmul(ctx, g, nd->in[1], 0, 0);
+  if (need[1]) gin[1] = tf_matmul(ctx, g, nd->in[0], 1, 0);
+  if (nd->nin > 2 && need[2])
+    gin[2] = tf_reshape(ctx, tf_sum(ctx, g, 0), nd->in[2]->ndim, nd->in[2]->shape);
+}
+
+static tf_tensor *linear_jvp(tf_ctx *ctx, const tf_node *nd, tf_tensor *const *t) {
+  tf_tensor *tb = nd->nin > 2 ? t[2] : NULL;
+  if (tb) tb = tf_reshape(ctx, tb, 1, (int64_t[]){tb->n});
+  /* t_x W^T + t_b in one op when both are there */
+  tf_tensor *r = t[0] ? tf_linear(ctx, t[0], nd->in[1], tb) : NULL;
+  if (t[0]) tb = NULL;
+  r = add0(ctx, r, t[1] ? tf_linear(ctx, nd->in[0], t[1], tb) : NULL);
+  if (t[1]) tb = NULL;
+  return tb ? add0(ctx, r, expand_like(ctx, tb, nd->out)) : r;
+}
+
 /* ---- broadcasting arithmetic ------------------------------------------------------------- */
 
 static void add_vjp(tf_ctx *ctx, const tf_node *nd, tf_tensor *g, const int *need,
@@ -316,6 +337,7 @@ static tf_tensor *conv_w_jvp(tf_ctx *ctx, const tf_node *nd, tf_tensor *const *t
 
 const tf_op_rules tf_rules[TF_OP_COUNT] = {
     [TF_OP_MATMUL] = {"matmul", matmul_vjp, matmul_jvp},
+    [TF_OP_LINEAR] = {"linear", linear_vjp, linear_jvp},
     [TF_OP_ADD] = {"add", add_vjp, add_jvp},
     [TF_OP_SUB] = {"sub", sub_vjp, sub_jvp},
     [TF_OP_MUL] = {"mul", mul_vjp, mul_jvp},

@@ -1,6 +1,6 @@
 /* tensor.c — the context, tensor construction and the recording machinery shared by all ops.
  *
- * Exported: tf_ctx_create/destroy/reset/set_grad/set_forward/status/arena/tape_length,
+ * Exported: tf_ctx_create/destroy/reset/set_grad/grad_enabled/set_forward/status/arena/tape_length,
  *           tf_tensor_create/destroy, tf_new*, tf_zeros*, tf_full, tf_copy, tf_wrap, tf_scalar,
  *           tf_same_shape, tf_shape_str, tf_requires_grad, tf_set_tangent, tf_tangent,
  *           tf_dot, tf_all_finite.
@@ -66,6 +66,8 @@ int tf_ctx_set_grad(tf_ctx *ctx, int on) {
   ctx->grad_on = on != 0;
   return old;
 }
+
+int tf_ctx_grad_enabled(const tf_ctx *ctx) { return ctx->grad_on; }
 
 int tf_ctx_set_forward(tf_ctx *ctx, int on) {
   int old = ctx->fwd_on;

@@ -264,7 +264,7 @@ int tf_flow_init(tf_flow *f) {
 }
 
 static tf_tensor *linear(tf_ctx *ctx, tf_tensor *x, tf_tensor *W, tf_tensor *b) {
-  return tf_add(ctx, tf_matmul(ctx, x, W, 0, 1), b);
+  return tf_linear(ctx, x, W, b);
 }
 
 /* e(c), (N, edim); NULL for an unconditional flow */
@@ -522,6 +522,66 @@ tf_tensor *tf_flow_forward(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c,
   return x;
 }
 
+/* 1 if nothing downstream of t can need a derivative: not recorded, no tangent */
+static int inert(tf_ctx *ctx, const tf_tensor *t) {
+  return !t || (!(t->flags & TF_TENSOR_REQUIRES_GRAD) && !tf_tangent(ctx, t));
+}
+
+/* The fused inverse applies when recording is off and no input carries a tangent. */
+static int fast_ok(tf_flow *f, tf_ctx *ctx, const block *bl, const tf_tensor *z,
+                   const tf_tensor *e, const tf_tensor *ld) {
+  if (f->cfg.subnet == TF_SUBNET_CONV || f->cfg.coupling != TF_COUPLING_AFFINE ||
+      tf_ctx_grad_enabled(ctx) || !inert(ctx, z) || !inert(ctx, e) || !inert(ctx, ld))
+    return 0;
+  for (int l = 0; l < bl->n_layers; l++)
+    if (tf_tangent(ctx, bl->W[l]) || tf_tangent(ctx, bl->b[l])) return 0;
+  return 1;
+}
+
+/* The inverse of one affine MLP block when no derivative is wanted (sampling, evaluation):
+ * the same arithmetic as the op chain of tf_flow_inverse (slice, concat, subnet, soft clamp,
+ * exp, concat, gather) with the copies and the elementwise tail fused into two passes.
+ * Only for blocks where no derivative can be wanted (fast_ok).  Returns the block's input
+ * (N, D) and replaces *ld (N, 1) by *ld + the block's log-determinant; NULL on error. */
+static tf_tensor *inverse_block_fast(tf_flow *f, tf_ctx *ctx, const block *bl, tf_tensor *z,
+                                     tf_tensor *e, tf_tensor **ld) {
+  const int64_t N = z->shape[0], D = f->cfg.dim, da = f->da, db = f->db;
+  const int64_t E = e ? e->shape[1] : 0, W = da + E;
+  tf_tensor *h = tf_new2(ctx, N, W);
+  if (!h) return NULL;
+  for (int64_t n = 0; n < N; n++) {
+    memcpy(h->data + n * W, z->data + n * D, (size_t)da * sizeof(tf_real));
+    if (E) memcpy(h->data + n * W + da, e->data + n * E, (size_t)E * sizeof(tf_real));
+  }
+  for (int l = 0; l < bl->n_layers; l++) {
+    h = linear(ctx, h, bl->W[l], bl->b[l]);
+    if (l + 1 < bl->n_layers) h = tf_silu(ctx, h);
+  }
+  if (!h) return NULL;
+  const double k = f->cfg.clamp;
+  tf_tensor *u = tf_slice(ctx, h, 0, db); /* raw s, then tanh(s / k) */
+  if (k > 0) u = tf_tanh(ctx, tf_scale(ctx, u, 1.0 / k));
+  tf_tensor *ex = tf_exp(ctx, tf_scale(ctx, u, k > 0 ? -k : -1.0)); /* exp(-s) */
+  tf_tensor *x = tf_new2(ctx, N, D);
+  /* a fresh log-det tensor: *ld may be shared with the caller's other results */
+  *ld = *ld ? tf_copy(ctx, *ld) : tf_zeros(ctx, 2, (int64_t[]){N, 1});
+  if (!ex || !x || !*ld) return NULL;
+  const double ks = k > 0 ? k : 1.0;
+  for (int64_t n = 0; n < N; n++) {
+    const tf_real *zr = z->data + n * D, *tr = h->data + n * 2 * db + db;
+    const tf_real *ur = u->data + n * db, *er = ex->data + n * db;
+    tf_real *xr = x->data + n * D;
+    double s = 0;
+    for (int64_t j = 0; j < da; j++) xr[bl->perm[j]] = zr[j];
+    for (int64_t j = 0; j < db; j++) {
+      xr[bl->perm[da + j]] = (zr[da + j] - tr[j]) * er[j];
+      s += ur[j];
+    }
+    (*ld)->data[n] -= (tf_real)(ks * s);
+  }
+  return x;
+}
+
 tf_tensor *tf_flow_inverse(tf_flow *f, tf_ctx *ctx, tf_tensor *z, tf_tensor *c,
                            tf_tensor **logdet) {
   if (!check_inputs(f, ctx, z, c, "inverse")) return NULL;
@@ -531,6 +591,15 @@ tf_tensor *tf_flow_inverse(tf_flow *f, tf_ctx *ctx, tf_tensor *z, tf_tensor *c,
   tf_tensor *ld = NULL, *term;
   for (int k = f->cfg.n_blocks - 1; k >= 0; k--) {
     const block *bl = &f->blocks[k];
+    if (fast_ok(f, ctx, bl, z, e, ld)) {
+      z = inverse_block_fast(f, ctx, bl, z, e, &ld);
+      if (!z) return NULL;
+      if (bl->an_loc) {
+        z = actnorm(f, ctx, bl, z, 1, &term);
+        ld = acc(ctx, ld, term);
+      }
+      continue;
+    }
     tf_tensor *zp = conv ? tf_gather(ctx, z, -1, bl->perm, D) : z;
     tf_tensor *za = tf_slice(ctx, zp, 0, f->da), *zb = tf_slice(ctx, zp, f->da, f->db);
     tf_tensor *theta = subnet(f, ctx, bl, za, conv ? z : NULL, e);

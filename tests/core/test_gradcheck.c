@@ -583,6 +583,11 @@ static tf_tensor *b_matmul(tf_ctx *ctx, tf_tensor **in, void *ud) {
   return tf_matmul(ctx, in[0], in[1], p->ta, p->tb);
 }
 
+static tf_tensor *b_linear(tf_ctx *ctx, tf_tensor **in, void *ud) {
+  const int *nb = ud; /* 0: no bias, 1: bias (M), 2: bias (1, M) */
+  return tf_linear(ctx, in[0], in[1], *nb ? in[2] : NULL);
+}
+
 typedef enum { GC_ADD, GC_SUB, GC_MUL, GC_DIV } gc_binop;
 
 static tf_tensor *b_binary(tf_ctx *ctx, tf_tensor **in, void *ud) {
@@ -1344,6 +1349,28 @@ static tf_tensor *gc_rand(tf_ctx *ctx, tf_rng *r, int ndim, const int64_t *shape
   return t;
 }
 
+/* linear: x (3, 4), W (5, 4), b (5) / (1, 5) / none */
+static void test_linear(void **state) {
+  gc_report rep;
+  (void)state;
+  gc_report_init(&rep);
+  for (int nb = 0; nb <= 2; nb++) {
+    gc_case c;
+    char name[64];
+    memset(&c, 0, sizeof c);
+    snprintf(name, sizeof name, "linear(%s)", nb == 0 ? "no bias" : nb == 1 ? "b (5)" : "b (1, 5)");
+    c.name = name;
+    c.build = b_linear;
+    c.ud = &nb;
+    c.n_in = nb ? 3 : 2;
+    c.in[0] = gc_in2(3, 4, GC_STD);
+    c.in[1] = gc_in2(5, 4, GC_STD);
+    c.in[2] = nb == 1 ? gc_in1(5, GC_STD) : gc_in2(1, 5, GC_STD);
+    gc_run(&rep, &c);
+  }
+  gc_finish(&rep);
+}
+
 static void test_matmul_naive(void **state) {
   enum { M = 3, K = 4, N = 5 };
   gc_report rep;
@@ -1974,6 +2001,7 @@ int main(void) {
       cmocka_unit_test(test_matmul_tn),
       cmocka_unit_test(test_matmul_nt),
       cmocka_unit_test(test_matmul_tt),
+      cmocka_unit_test(test_linear),
       cmocka_unit_test(test_add),
       cmocka_unit_test(test_sub),
       cmocka_unit_test(test_mul),

@@ -2,6 +2,7 @@
  * edge cases (NaN propagates, exact limits), and float32 MLP gradients against a hand-written
  * double-precision backpropagation. */
 #include <math.h>
+#include <string.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -264,6 +265,52 @@ static void test_matmul_f32(void **state) {
   tf_ctx_destroy(ctx);
 }
 
+/* linear (bias in the GEMM's registers) against x W^T + b in double, over the edge sizes of
+ * the register blocks and panels, with and without bias */
+static void test_linear_f32(void **state) {
+  (void)state;
+  const int64_t Ns[] = {1, 3, 8, 9, 37}, Ms[] = {1, 5, 16, 17, 32, 33, 48, 65}, Ks[] = {1, 7, 300};
+  tf_rng r;
+  tf_rng_init(&r, 8, 0, TF_RNG_TEST, 4);
+  tf_ctx *ctx = tf_ctx_create(0);
+  for (size_t a = 0; a < 5; a++)
+    for (size_t b = 0; b < 8; b++)
+      for (size_t c = 0; c < 3; c++) {
+        const int64_t N = Ns[a], M = Ms[b], K = Ks[c];
+        tf_tensor *x = tf_new2(ctx, N, K), *W = tf_new2(ctx, M, K), *bias = tf_new1(ctx, M);
+        tf_rng_fill_normal(&r, x, 0, 1);
+        tf_rng_fill_normal(&r, W, 0, 1);
+        tf_rng_fill_normal(&r, bias, 0, 1);
+        tf_tensor *y = tf_linear(ctx, x, W, bias), *y0 = tf_linear(ctx, x, W, NULL);
+        assert_non_null(y);
+        assert_non_null(y0);
+        assert_true(y->shape[0] == N && y->shape[1] == M);
+        for (int64_t i = 0; i < N; i++)
+          for (int64_t j = 0; j < M; j++) {
+            double ref = 0, mag = 0;
+            for (int64_t k = 0; k < K; k++) {
+              ref += (double)x->data[i * K + k] * W->data[j * K + k];
+              mag += fabs((double)x->data[i * K + k] * W->data[j * K + k]);
+            }
+            if (!(fabs(y0->data[i * M + j] - ref) <= 4e-6 * (mag + 1e-30)) ||
+                !(fabs(y->data[i * M + j] - ref - bias->data[j]) <= 4e-6 * (mag + fabs(bias->data[j]))))
+              fail_msg("linear %lldx%lldx%lld: y[%lld,%lld] = %g (no bias %g), want %g + %g",
+                       (long long)N, (long long)M, (long long)K, (long long)i, (long long)j,
+                       (double)y->data[i * M + j], (double)y0->data[i * M + j], ref,
+                       (double)bias->data[j]);
+          }
+        tf_ctx_reset(ctx);
+      }
+  /* a bias of shape (1, M) is accepted, a wrong size is refused with a message */
+  tf_tensor *x = tf_full(ctx, 2, (int64_t[]){2, 3}, 1.0), *W = tf_full(ctx, 2, (int64_t[]){4, 3}, 1.0);
+  tf_tensor *y = tf_linear(ctx, x, W, tf_full(ctx, 2, (int64_t[]){1, 4}, 0.5));
+  assert_non_null(y);
+  assert_true(y->data[0] == 3.5f);
+  assert_null(tf_linear(ctx, x, W, tf_full(ctx, 1, (int64_t[]){3}, 0.5)));
+  assert_non_null(strstr(tf_errmsg(), "bias"));
+  tf_ctx_destroy(ctx);
+}
+
 /* ---- structure ops: the fast paths against naive loops ----------------------------------- */
 
 static void fill_seq(tf_tensor *t, double a) {
@@ -391,6 +438,7 @@ int main(void) {
       cmocka_unit_test(test_kernel_limits),
       cmocka_unit_test(test_kernel_derivatives),
       cmocka_unit_test(test_matmul_f32),
+      cmocka_unit_test(test_linear_f32),
       cmocka_unit_test(test_broadcast_and_index_paths),
       cmocka_unit_test(test_mlp_grad_f32_vs_double),
   };
