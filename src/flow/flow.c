@@ -263,16 +263,21 @@ int tf_flow_init(tf_flow *f) {
   return TF_OK;
 }
 
-static tf_tensor *linear(tf_ctx *ctx, tf_tensor *x, tf_tensor *W, tf_tensor *b) {
-  return tf_linear(ctx, x, W, b);
-}
-
 /* e(c), (N, edim); NULL for an unconditional flow */
 static tf_tensor *embed(tf_flow *f, tf_ctx *ctx, tf_tensor *c) {
   if (!f->edim) return NULL;
   tf_tensor *lc = tf_log(ctx, c);
   if (!f->eW[0]) return lc;
-  return linear(ctx, tf_silu(ctx, linear(ctx, lc, f->eW[0], f->eb[0])), f->eW[1], f->eb[1]);
+  return tf_linear(ctx, tf_silu(ctx, tf_linear(ctx, lc, f->eW[0], f->eb[0])), f->eW[1], f->eb[1]);
+}
+
+/* The MLP subnet of block `bl` on its input h = [x_a | e(c)] */
+static tf_tensor *mlp(tf_ctx *ctx, const block *bl, tf_tensor *h) {
+  for (int l = 0; l < bl->n_layers; l++) {
+    h = tf_linear(ctx, h, bl->W[l], bl->b[l]);
+    if (l + 1 < bl->n_layers) h = tf_silu(ctx, h);
+  }
+  return h;
 }
 
 /* Coupling parameters of block `bl` from the passive features.
@@ -283,14 +288,7 @@ static tf_tensor *embed(tf_flow *f, tf_ctx *ctx, tf_tensor *c) {
 static tf_tensor *subnet(tf_flow *f, tf_ctx *ctx, const block *bl, tf_tensor *xa, tf_tensor *xl,
                          tf_tensor *e) {
   const int conv = f->cfg.subnet == TF_SUBNET_CONV;
-  if (!conv) {
-    tf_tensor *h = e ? tf_concat(ctx, 2, (tf_tensor *[]){xa, e}) : xa;
-    for (int l = 0; l < bl->n_layers; l++) {
-      h = linear(ctx, h, bl->W[l], bl->b[l]);
-      if (l + 1 < bl->n_layers) h = tf_silu(ctx, h);
-    }
-    return h;
-  }
+  if (!conv) return mlp(ctx, bl, e ? tf_concat(ctx, 2, (tf_tensor *[]){xa, e}) : xa);
   if (!xl) return NULL;
   const int64_t N = xl->shape[0], L1 = f->cfg.lattice[0], L2 = f->cfg.lattice[1];
   const int64_t D = f->cfg.dim, H = f->cfg.hidden;
@@ -553,10 +551,7 @@ static tf_tensor *inverse_block_fast(tf_flow *f, tf_ctx *ctx, const block *bl, t
     memcpy(h->data + n * W, z->data + n * D, (size_t)da * sizeof(tf_real));
     if (E) memcpy(h->data + n * W + da, e->data + n * E, (size_t)E * sizeof(tf_real));
   }
-  for (int l = 0; l < bl->n_layers; l++) {
-    h = linear(ctx, h, bl->W[l], bl->b[l]);
-    if (l + 1 < bl->n_layers) h = tf_silu(ctx, h);
-  }
+  h = mlp(ctx, bl, h);
   if (!h) return NULL;
   const double k = f->cfg.clamp;
   tf_tensor *u = tf_slice(ctx, h, 0, db); /* raw s, then tanh(s / k) */

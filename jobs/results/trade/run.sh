@@ -69,6 +69,21 @@ for exp in $only; do
   done
 done
 
+# train_in DIR ARGS...: train $exp.ini into DIR (log DIR.train.log) with this seed; a run
+# with a checkpoint there (finished or interrupted earlier) is continued with --resume (a
+# finished run returns at once)
+train_in() {
+  local d="$1"
+  shift
+  if [[ -f "$d/checkpoint.h5" ]]; then
+    "$tf" train "$here/$exp.ini" "$@" --set "output.dir=$d" --set "model.seed=$seed" \
+      --set "train.seed=$seed" --resume >> "$d.train.log" 2>&1
+  else
+    "$tf" train "$here/$exp.ini" "$@" --set "output.dir=$d" --set "model.seed=$seed" \
+      --set "train.seed=$seed" > "$d.train.log" 2>&1
+  fi
+}
+
 run_one() {
   local exp="$1" method="$2" seed="$3"
   local dir="$out/$exp/$method-s$seed" extra=()
@@ -81,26 +96,13 @@ run_one() {
     # method's loss from that checkpoint for 3000 more steps (dw4.ini explains why)
     local pre="$out/$exp/nll-s$seed"
     if [[ ! -f "$pre.done" ]]; then
-      if [[ -f "$pre/checkpoint.h5" ]]; then
-        "$tf" train "$here/$exp.ini" --set loss.kind=nll "${extra[@]}" --set "output.dir=$pre" \
-          --set "model.seed=$seed" --set "train.seed=$seed" --resume >> "$pre.train.log" 2>&1
-      else
-        "$tf" train "$here/$exp.ini" --set loss.kind=nll "${extra[@]}" --set "output.dir=$pre" \
-          --set "model.seed=$seed" --set "train.seed=$seed" > "$pre.train.log" 2>&1
-      fi
+      train_in "$pre" --set loss.kind=nll "${extra[@]}"
       touch "$pre.done"
     fi
     [[ -f "$dir/checkpoint.h5" ]] || { mkdir -p "$dir" && cp "$pre/checkpoint.h5" "$dir/"; }
     extra+=(--set train.steps=23000)
   fi
-  if [[ -f "$dir/checkpoint.h5" ]]; then
-    # finished or interrupted earlier: continue (a finished run returns at once)
-    "$tf" train "$here/$exp.ini" ${M[$method]} "${extra[@]}" --set "output.dir=$dir" \
-      --set "model.seed=$seed" --set "train.seed=$seed" --resume >> "$dir.train.log" 2>&1
-  else
-    "$tf" train "$here/$exp.ini" ${M[$method]} "${extra[@]}" --set "output.dir=$dir" \
-      --set "model.seed=$seed" --set "train.seed=$seed" > "$dir.train.log" 2>&1
-  fi
+  train_in "$dir" ${M[$method]} "${extra[@]}"
   "$tf" eval "$dir/checkpoint.h5" --conditions "${COND[$exp]}" --n 20000 --seed "$seed" \
     --out "$dir.h5" > "$dir.txt" 2> "$dir.eval.log"
   if [[ "$exp" == double_well ]]; then
@@ -110,7 +112,7 @@ run_one() {
   fi
   echo "done: $exp $method seed $seed"
 }
-export -f run_one
+export -f run_one train_in
 export out tf here data
 export M_DEF="$(declare -p M COND)"
 
