@@ -201,7 +201,7 @@ const tf_phys_module tf_phys_dw4 = {
             "basis; import takes 8 Cartesian columns and removes the centre of mass, export "
             "writes them back). Parameter T in [0.05, 100], training range [0.7, 1.5], T0 = 1. "
             "No options. No exact log Z or sampler (MALA reference). Observables: energy, "
-            "d_mean.",
+            "d_mean. Symmetry augmentation: particle permutations x O(2).",
     .param = "T",
     .form = TF_PHYS_TEMPERATURE,
     .setup = dw4_setup,
@@ -299,7 +299,8 @@ const tf_phys_module tf_phys_lj13 = {
             "Options: pairs = ordered (default: each pair counted twice, the convention of "
             "shared/data/molecular/lj13.h5 at kT = 1) | unordered (each pair once). Parameter "
             "T in [0.05, 100], training range [0.8, 1.5], T0 = 1. No exact log Z or sampler "
-            "(MALA reference). Observables: energy, e_lj, e_tether.",
+            "(MALA reference). Observables: energy, e_lj, e_tether. Symmetry augmentation: "
+            "particle permutations x O(3).",
     .param = "T",
     .form = TF_PHYS_TEMPERATURE,
     .n_opts = 1,

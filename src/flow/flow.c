@@ -589,18 +589,14 @@ tf_tensor *tf_flow_inverse(tf_flow *f, tf_ctx *ctx, tf_tensor *z, tf_tensor *c,
     if (fast_ok(f, ctx, bl, z, e, ld)) {
       z = inverse_block_fast(f, ctx, bl, z, e, &ld);
       if (!z) return NULL;
-      if (bl->an_loc) {
-        z = actnorm(f, ctx, bl, z, 1, &term);
-        ld = acc(ctx, ld, term);
-      }
-      continue;
+    } else {
+      tf_tensor *zp = conv ? tf_gather(ctx, z, -1, bl->perm, D) : z;
+      tf_tensor *za = tf_slice(ctx, zp, 0, f->da), *zb = tf_slice(ctx, zp, f->da, f->db);
+      tf_tensor *theta = subnet(f, ctx, bl, za, conv ? z : NULL, e);
+      tf_tensor *xb = couple(f, ctx, zb, theta, 1, &term);
+      z = tf_gather(ctx, tf_concat(ctx, 2, (tf_tensor *[]){za, xb}), -1, bl->inv, D);
+      ld = acc(ctx, ld, term);
     }
-    tf_tensor *zp = conv ? tf_gather(ctx, z, -1, bl->perm, D) : z;
-    tf_tensor *za = tf_slice(ctx, zp, 0, f->da), *zb = tf_slice(ctx, zp, f->da, f->db);
-    tf_tensor *theta = subnet(f, ctx, bl, za, conv ? z : NULL, e);
-    tf_tensor *xb = couple(f, ctx, zb, theta, 1, &term);
-    z = tf_gather(ctx, tf_concat(ctx, 2, (tf_tensor *[]){za, xb}), -1, bl->inv, D);
-    ld = acc(ctx, ld, term);
     if (bl->an_loc) {
       z = actnorm(f, ctx, bl, z, 1, &term);
       ld = acc(ctx, ld, term);
