@@ -5,13 +5,25 @@
 #ifndef TRADEFLOW_CLI_H
 #define TRADEFLOW_CLI_H
 
+#include <stdio.h>
+
 #include "tradeflow/config.h"
+#include "tradeflow/dist.h"
 #include "tradeflow/flow.h"
 #include "tradeflow/h5io.h"
 #include "tradeflow/physics.h"
 #include "tradeflow/train.h"
 
 enum { TF_EXIT_OK = 0, TF_EXIT_FAIL = 1, TF_EXIT_USAGE = 2, TF_EXIT_STOPPED = 3 };
+
+/* common.c: the process group of this run (MPI_COMM_WORLD under a launcher, else serial).
+ * On ranks other than 0, stdout goes to /dev/null: one progress stream per job. */
+int tf_cli_dist_init(int *argc, char ***argv);
+void tf_cli_dist_finalize(void);
+const tf_dist *tf_cli_dist(void);
+/* Where messages for the user go: stderr on rank 0, a null stream on the other ranks (errors
+ * found on them reach rank 0 through tf_dist_agree). */
+FILE *tf_cli_err(void);
 
 int tf_cli_demo(int argc, char **argv);
 int tf_cli_train(int argc, char **argv);

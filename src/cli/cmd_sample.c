@@ -54,23 +54,23 @@ int tf_cli_sample(int argc, char **argv) {
     } else if (a[0] != '-' && !ckpt) {
       ckpt = a;
     } else {
-      fprintf(stderr, "tradeflow sample: unexpected or incomplete argument '%s'\n\n", a);
-      usage(stderr);
+      fprintf(tf_cli_err(), "tradeflow sample: unexpected or incomplete argument '%s'\n\n", a);
+      usage(tf_cli_err());
       return TF_EXIT_USAGE;
     }
   }
   if (!ckpt || !out || n < 0) {
-    fprintf(stderr, "tradeflow sample: CHECKPOINT, --n and --out are required\n\n");
-    usage(stderr);
+    fprintf(tf_cli_err(), "tradeflow sample: CHECKPOINT, --n and --out are required\n\n");
+    usage(tf_cli_err());
     return TF_EXIT_USAGE;
   }
   tf_cli_model m;
   if (tf_cli_model_open(&m, ckpt) != TF_OK) {
-    fprintf(stderr, "tradeflow sample: %s\n", tf_errmsg());
+    fprintf(tf_cli_err(), "tradeflow sample: %s\n", tf_errmsg());
     return TF_EXIT_USAGE;
   }
   if (m.fc.conditional && isnan(cond)) {
-    fprintf(stderr, "tradeflow sample: %s holds a conditional flow; give --condition C (> 0)\n",
+    fprintf(tf_cli_err(), "tradeflow sample: %s holds a conditional flow; give --condition C (> 0)\n",
             ckpt);
     tf_cli_model_close(&m);
     return TF_EXIT_USAGE;
@@ -81,7 +81,7 @@ int tf_cli_sample(int argc, char **argv) {
   tf_physics *phys = NULL;
   tf_config *pc = tf_cli_physics_load(m.config_text, ckpt);
   if (!pc || tf_cli_physics_create(pc, &phys, NULL) != TF_OK) {
-    fprintf(stderr, "tradeflow sample: %s: %s\n", ckpt, tf_errmsg());
+    fprintf(tf_cli_err(), "tradeflow sample: %s: %s\n", ckpt, tf_errmsg());
     tf_config_destroy(pc);
     tf_cli_model_close(&m);
     return TF_EXIT_USAGE;
@@ -91,7 +91,7 @@ int tf_cli_sample(int argc, char **argv) {
     double lo, hi;
     tf_physics_param_range(phys, &lo, &hi);
     if (cond < lo || cond > hi) {
-      fprintf(stderr, "tradeflow sample: --condition %g is outside the valid range [%g, %g] of "
+      fprintf(tf_cli_err(), "tradeflow sample: --condition %g is outside the valid range [%g, %g] of "
               "%s for %s\n", cond, lo, hi, tf_physics_param(phys), tf_physics_describe(phys));
       tf_physics_destroy(phys);
       tf_cli_model_close(&m);
@@ -147,7 +147,7 @@ int tf_cli_sample(int argc, char **argv) {
   status = TF_EXIT_OK;
   goto done;
 fail:
-  fprintf(stderr, "tradeflow sample: %s\n", tf_errmsg());
+  fprintf(tf_cli_err(), "tradeflow sample: %s\n", tf_errmsg());
 done:
   tf_sample_writer_abort(w);
   tf_ctx_destroy(ctx);

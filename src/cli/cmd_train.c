@@ -154,8 +154,8 @@ int tf_cli_train(int argc, char **argv) {
       free(set);
       return TF_EXIT_OK;
     } else if (argv[i][0] == '-' || path) {
-      fprintf(stderr, "tradeflow train: unexpected argument '%s'\n\n", argv[i]);
-      usage(stderr);
+      fprintf(tf_cli_err(), "tradeflow train: unexpected argument '%s'\n\n", argv[i]);
+      usage(tf_cli_err());
       free(set);
       return TF_EXIT_USAGE;
     } else {
@@ -163,7 +163,7 @@ int tf_cli_train(int argc, char **argv) {
     }
   }
   if (!path) {
-    usage(stderr);
+    usage(tf_cli_err());
     free(set);
     return TF_EXIT_USAGE;
   }
@@ -270,7 +270,7 @@ int tf_cli_train(int argc, char **argv) {
   status = tf_trainer_stopped(tr) ? TF_EXIT_STOPPED : TF_EXIT_OK;
   goto done;
 fail:
-  fprintf(stderr, "tradeflow train: %s\n", tf_errmsg());
+  fprintf(tf_cli_err(), "tradeflow train: %s\n", tf_errmsg());
 done:
   tf_trainer_destroy(tr);
   tf_flow_destroy(flow);

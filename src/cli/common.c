@@ -9,13 +9,37 @@
 #include "cli.h"
 #include "tradeflow/error.h"
 
+static tf_dist the_dist = {MPI_COMM_NULL, 0, 1};
+static FILE *null_stream;
+
+int tf_cli_dist_init(int *argc, char ***argv) {
+  int rc = tf_dist_init(argc, argv, &the_dist);
+  if (rc != TF_OK) return rc;
+  if (the_dist.rank != 0) {
+    null_stream = fopen("/dev/null", "w");
+    if (!null_stream || !freopen("/dev/null", "w", stdout))
+      return tf_error(TF_EIO, "rank %d: cannot open /dev/null", the_dist.rank);
+  }
+  return TF_OK;
+}
+
+void tf_cli_dist_finalize(void) {
+  if (null_stream) fclose(null_stream);
+  null_stream = NULL;
+  tf_dist_finalize();
+}
+
+const tf_dist *tf_cli_dist(void) { return &the_dist; }
+
+FILE *tf_cli_err(void) { return null_stream ? null_stream : stderr; }
+
 int tf_cli_parse_i64(const char *cmd, const char *opt, const char *s, int64_t lo, int64_t hi,
                      int64_t *out) {
   char *end;
   errno = 0;
   const long long v = strtoll(s, &end, 10);
   if (errno || *end || end == s || v < lo || v > hi) {
-    fprintf(stderr, "tradeflow %s: %s expects an integer in [%lld, %lld], got '%s'\n", cmd, opt,
+    fprintf(tf_cli_err(), "tradeflow %s: %s expects an integer in [%lld, %lld], got '%s'\n", cmd, opt,
             (long long)lo, (long long)hi, s);
     return 0;
   }
@@ -29,7 +53,7 @@ int tf_cli_parse_f64(const char *cmd, const char *opt, const char *s, double lo,
   errno = 0;
   const double v = strtod(s, &end);
   if (errno || *end || end == s || !isfinite(v) || v < lo || v > hi) {
-    fprintf(stderr, "tradeflow %s: %s expects a finite number in [%g, %g], got '%s'\n", cmd,
+    fprintf(tf_cli_err(), "tradeflow %s: %s expects a finite number in [%g, %g], got '%s'\n", cmd,
             opt, lo, hi, s);
     return 0;
   }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "tradeflow/error.h"
 #include "tradeflow/tensor.h"
 
 static void usage(FILE *f) {
@@ -27,22 +28,23 @@ static void usage(FILE *f) {
           "  version\n"
           "        print the version and the network precision\n"
           "\n"
+          "train and sample run on every rank of an MPI job (mpirun -np N tradeflow ..., srun\n"
+          "tradeflow ...; docs/MPI.md); the other commands are serial.\n"
           "File layouts: docs/FILES.md.  Exit status: 0 success, 1 failure during the work,\n"
           "2 bad usage/config/input (nothing run), 3 stopped on request with a checkpoint.\n");
 }
 
-int main(int argc, char **argv) {
-  if (argc < 2) {
-    usage(stderr);
-    return 2;
-  }
+static int serial_only(const char *cmd) {
+  if (tf_cli_dist()->size == 1) return 0;
+  fprintf(tf_cli_err(), "tradeflow %s is serial: run it without mpirun/srun (or on one rank); "
+          "only train and sample use several ranks\n", cmd);
+  return 1;
+}
+
+static int dispatch(int argc, char **argv) {
   const char *cmd = argv[1];
-  if (!strcmp(cmd, "demo")) return tf_cli_demo(argc - 1, argv + 1);
   if (!strcmp(cmd, "train")) return tf_cli_train(argc - 1, argv + 1);
   if (!strcmp(cmd, "sample")) return tf_cli_sample(argc - 1, argv + 1);
-  if (!strcmp(cmd, "eval")) return tf_cli_eval(argc - 1, argv + 1);
-  if (!strcmp(cmd, "plot")) return tf_cli_plot(argc - 1, argv + 1);
-  if (!strcmp(cmd, "profile")) return tf_cli_profile(argc - 1, argv + 1);
   if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
     printf("tradeflow %s (network precision %s)\n", TF_VERSION_STRING, TF_REAL_NAME);
     return 0;
@@ -51,7 +53,26 @@ int main(int argc, char **argv) {
     usage(stdout);
     return 0;
   }
+  if (serial_only(cmd)) return TF_EXIT_USAGE;
+  if (!strcmp(cmd, "demo")) return tf_cli_demo(argc - 1, argv + 1);
+  if (!strcmp(cmd, "eval")) return tf_cli_eval(argc - 1, argv + 1);
+  if (!strcmp(cmd, "plot")) return tf_cli_plot(argc - 1, argv + 1);
+  if (!strcmp(cmd, "profile")) return tf_cli_profile(argc - 1, argv + 1);
   fprintf(stderr, "tradeflow: unknown command '%s'\n\n", cmd);
   usage(stderr);
   return 2;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (tf_cli_dist_init(&argc, &argv) != TF_OK) {
+    fprintf(stderr, "tradeflow: %s\n", tf_errmsg());
+    return TF_EXIT_FAIL;
+  }
+  const int status = dispatch(argc, argv);
+  tf_cli_dist_finalize();
+  return status;
 }
