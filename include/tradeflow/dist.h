@@ -46,6 +46,9 @@ int tf_dist_from_comm(MPI_Comm comm, tf_dist *out);
  * without initialising MPI.  tf_dist_finalize() ends MPI if this initialised it. */
 int tf_dist_init(int *argc, char ***argv, tf_dist *out);
 void tf_dist_finalize(void);
+/* 1 if this process runs under an MPI launcher (the rule of tf_dist_init).  Such launchers
+ * hand their processes a pseudo-terminal, so isatty() says nothing about the user's view. */
+int tf_dist_launched(void);
 
 /* (collective) Error agreement.  rc is this rank's status.  Returns TF_OK on every rank when
  * every rank passed TF_OK; otherwise every rank returns the status of the lowest failing

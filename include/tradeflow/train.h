@@ -17,6 +17,17 @@
  * Resumption: tf_trainer_resume() loads parameters, Adam moments, the step and the counters;
  * the continued run is bit-identical to one that never stopped (same build, same data).
  *
+ * Several ranks (cfg.dist, DESIGN.md section 6; docs/MPI.md): every rank holds a full replica
+ * of flow, parameters and optimizer and the same data set; a step's global batch is P blocks
+ * of `batch` rows, one per rank, its conditions are stratified over the ranks (loss.c), and
+ * the gradients are averaged (bit-identically on every rank) before the update.  Then
+ * tf_trainer_create is local, but tf_trainer_resume, tf_trainer_run and tf_trainer_val_nll
+ * are collective: every rank calls them, and an error on any rank is returned on all of them
+ * with the failing rank's message.  Rank 0 writes the checkpoints; every rank reads one on
+ * resume, which works on any rank count.  Give `log` on one rank only.
+ * For a fixed seed and rank count two runs are bit-identical; with one rank a run is the
+ * one-process run.
+ *
  * Progress goes to `log` (one line per `log_every` steps: step, loss, validation loss,
  * learning rate, gradient norm, throughput, ETA); when `log` is a terminal, a live bar is
  * drawn on it between those lines.
@@ -30,6 +41,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "tradeflow/dist.h"
 #include "tradeflow/flow.h"
 #include "tradeflow/optim.h"
 #include "tradeflow/params.h"
@@ -143,12 +155,17 @@ typedef struct {
   tf_loss_config loss;      /* what is minimised (default: NLL on the data) */
   int augment;              /* 1: every training minibatch is replaced by random symmetry
                                images of its rows (tf_physics_augment of loss.physics, a
-                               stream keyed by seed and step); validation rows are not */
+                               stream keyed by seed, rank and step); validation rows are not */
+  const tf_dist *dist;      /* the ranks that train this model together (borrowed, copied at
+                               create; NULL: this process alone).  batch is per rank */
+  int64_t check_every;      /* with several ranks: verify every this many steps (and at the
+                               end and after a resume) that all replicas hold bit-identical
+                               parameters and moments; 0: only at the end and on resume */
 } tf_train_config;
 
 /* Defaults: 1000 steps, batch 256, 10% validation, Adam lr 1e-3 cosine to 1e-5, clip 10,
  * validation every 200 steps, log every 100, checkpoint every 1000, stop after 20
- * consecutive non-finite steps. */
+ * consecutive non-finite steps, replica check every 1000 steps, serial. */
 tf_train_config tf_train_defaults(void);
 
 typedef struct tf_trainer tf_trainer;
@@ -178,6 +195,9 @@ int64_t tf_trainer_step(const tf_trainer *t);
 int64_t tf_trainer_skipped(const tf_trainer *t);  /* non-finite steps in total */
 int tf_trainer_stopped(const tf_trainer *t);      /* 1 if the last run ended on a stop request */
 double tf_trainer_last_loss(const tf_trainer *t); /* training loss of the last good step */
+/* Wall seconds this trainer's steps spent in their collectives (error agreement, loss sums,
+ * gradient mean; waiting for slower ranks included), since create; 0 on one rank. */
+double tf_trainer_comm_seconds(const tf_trainer *t);
 
 /* Ask every running trainer to stop at the next step boundary (async-signal-safe: this is
  * what the SIGTERM/SIGINT handler calls).  tf_train_install_signals() installs that handler. */

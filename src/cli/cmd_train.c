@@ -4,6 +4,11 @@
  * types, ranges, input paths), the data (shape, finiteness, conditions), the model settings
  * against the data, and the run directory (a fresh run never overwrites a checkpoint; a
  * resumed run must match the checkpoint's architecture).
+ *
+ * Under MPI every rank runs this same set-up on the same inputs; its outcome is agreed once
+ * (tf_dist_agree) before the collective part begins, so a rank that cannot read its input
+ * stops the whole job with that rank's message.  Rank 0 alone writes config.ini and the
+ * checkpoints and prints.
  */
 #include <errno.h>
 #include <math.h>
@@ -168,7 +173,11 @@ int tf_cli_train(int argc, char **argv) {
     return TF_EXIT_USAGE;
   }
 
-  int status = TF_EXIT_USAGE;
+  int status = TF_EXIT_USAGE, setup_ok = 0;
+  const tf_dist *dist = tf_cli_dist();
+  char ranks_note[64] = "";
+  if (dist->size > 1)
+    snprintf(ranks_note, sizeof ranks_note, " on %d ranks", dist->size);
   tf_config *cfg = NULL, *rec = NULL;
   data_t dt = {0};
   tf_params *params = NULL;
@@ -234,7 +243,7 @@ int tf_cli_train(int argc, char **argv) {
              tf_config_where(cfg, "output", "dir"));
     goto fail;
   }
-  if (make_dir(dir) != TF_OK) goto fail;
+  if (dist->rank == 0 && make_dir(dir) != TF_OK) goto fail;
   text = tf_config_text(cfg);
   if (!text) {
     tf_error(TF_ENOMEM, "out of memory");
@@ -247,29 +256,35 @@ int tf_cli_train(int argc, char **argv) {
   tc.checkpoint = ckpt;
   tc.config_text = text;
   tc.model_name = tf_config_str(cfg, "model", "name");
-  tc.log = stdout;
+  tc.log = dist->rank == 0 ? stdout : NULL;
+  tc.dist = dist;
   tf_dataset ds = {dt.n, dt.d, dt.x, dt.c, data_c};
   tr = tf_trainer_create(&tc, flow, params, dt.x ? &ds : NULL);
   if (!tr) goto fail;
-  if (resume && tf_trainer_resume(tr, ckpt) != TF_OK) goto fail;
-  if (write_text_atomic(cfgout, text) != TF_OK) goto fail;
+  setup_ok = 1;
+fail:
+  /* the set-up's outcome on every rank: from here on, failures are collective */
+  if (tf_dist_agree(dist, setup_ok ? TF_OK : TF_EINVAL) != TF_OK) goto report;
+  if (resume && tf_trainer_resume(tr, ckpt) != TF_OK) goto report;
+  if (tf_dist_agree(dist, dist->rank == 0 ? write_text_atomic(cfgout, text) : TF_OK) != TF_OK)
+    goto report;
 
   printf("tradeflow train: %s, D = %d, loss %s, %s, %lld samples from %s:%s, "
-         "%lld parameters (%s), %s coupling, %d blocks; %s step %lld of %lld\n",
+         "%lld parameters (%s), %s coupling, %d blocks; %s step %lld of %lld%s\n",
          tc.model_name, fc.dim, tf_config_str(cfg, "loss", "kind"),
          phys ? tf_physics_describe(phys) : "no physics", (long long)dt.n,
          tf_config_str(cfg, "data", "file")[0] ? tf_config_str(cfg, "data", "file") : "exact",
          tf_config_str(cfg, "data", "dataset"), (long long)tf_params_size(params), TF_REAL_NAME,
          fc.coupling == TF_COUPLING_SPLINE ? "spline" : "affine", fc.n_blocks,
          resume ? "resuming at" : "starting at", (long long)tf_trainer_step(tr),
-         (long long)tc.steps);
+         (long long)tc.steps, ranks_note);
   fflush(stdout);
   tf_train_install_signals();
   status = TF_EXIT_FAIL; /* from here on, failures happen during the work */
-  if (tf_trainer_run(tr) != TF_OK) goto fail;
+  if (tf_trainer_run(tr) != TF_OK) goto report;
   status = tf_trainer_stopped(tr) ? TF_EXIT_STOPPED : TF_EXIT_OK;
   goto done;
-fail:
+report:
   fprintf(tf_cli_err(), "tradeflow train: %s\n", tf_errmsg());
 done:
   tf_trainer_destroy(tr);

@@ -118,7 +118,8 @@ const tf_cfg_key tf_cli_schema[] = {
      "energy_free: c is a temperature (q = p0^(c0/c)) or inverse temperature (q = p0^(c/c0))"},
     /* ---- [train] ---- */
     {"train", "steps", TF_CFG_INT, "10000", 0, 1e12, NULL, "optimizer steps in total"},
-    {"train", "batch", TF_CFG_INT, "256", 1, 1e8, NULL, "minibatch size"},
+    {"train", "batch", TF_CFG_INT, "256", 1, 1e8, NULL,
+     "minibatch size per rank (an MPI run's global batch is batch x ranks)"},
     {"train", "optimizer", TF_CFG_CHOICE, "adam", UNB, "adam|adamw", "optimizer"},
     {"train", "lr", TF_CFG_REAL, "1e-3", 1e-12, 10, NULL, "learning rate (peak for onecycle)"},
     {"train", "lr_min", TF_CFG_REAL, "1e-5", 0, 10, NULL,
@@ -144,6 +145,9 @@ const tf_cfg_key tf_cli_schema[] = {
      "stop with a checkpoint after this many steps (for time-limited jobs); 0: no limit"},
     {"train", "seed", TF_CFG_INT, "1", 0, 9.007199254740992e15, NULL,
      "validation split and batch order"},
+    {"train", "check_every", TF_CFG_INT, "1000", 0, 1e12, NULL,
+     "MPI runs: verify every this many steps that all replicas are bit-identical; 0: only "
+     "at the end and on resume"},
     /* ---- [output] ---- */
     {"output", "dir", TF_CFG_PATH_OUT, "run", UNB, NULL,
      "run directory (created): checkpoint.h5, config.ini"},
@@ -238,6 +242,7 @@ int tf_cli_train_config(const tf_config *c, tf_train_config *out) {
   t.max_nonfinite = tf_config_int(c, "train", "max_nonfinite");
   t.max_steps_per_run = tf_config_int(c, "train", "max_steps_per_run");
   t.seed = (uint64_t)tf_config_int(c, "train", "seed");
+  t.check_every = tf_config_int(c, "train", "check_every");
   t.ckpt_every = tf_config_int(c, "output", "checkpoint_every");
   *out = t;
   return TF_OK;

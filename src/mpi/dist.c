@@ -1,6 +1,7 @@
 /* dist.c — process groups, error agreement, deterministic reductions, replica checks.
  *
- * Exported: tf_dist_serial, tf_dist_from_comm, tf_dist_init, tf_dist_finalize, tf_dist_agree,
+ * Exported: tf_dist_serial, tf_dist_from_comm, tf_dist_init, tf_dist_finalize,
+ *           tf_dist_launched, tf_dist_agree,
  *           tf_dist_mean_work, tf_dist_mean, tf_dist_sum, tf_dist_bcast,
  *           tf_dist_check_replicas, tf_dist_hash, tf_dist_share.
  *
@@ -46,7 +47,7 @@ int tf_dist_from_comm(MPI_Comm comm, tf_dist *out) {
 
 /* Started by a launcher?  Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE, PMIx-based launchers
  * (srun --mpi=pmix, prun) PMIX_RANK, PMI-1/2 launchers (srun --mpi=pmi2, MPICH) PMI_RANK. */
-static int launched(void) {
+int tf_dist_launched(void) {
   const char *force = getenv("TRADEFLOW_MPI");
   if (force && *force) return strcmp(force, "0") != 0;
   return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ||
@@ -55,7 +56,7 @@ static int launched(void) {
 
 int tf_dist_init(int *argc, char ***argv, tf_dist *out) {
   *out = tf_dist_serial();
-  if (!launched()) return TF_OK;
+  if (!tf_dist_launched()) return TF_OK;
   int init = 0;
   MPI_Initialized(&init);
   if (!init) {

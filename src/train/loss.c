@@ -8,10 +8,23 @@
  *
  * Random streams (rng.h), all keyed by the run seed and the step, so that a step's draws do
  * not depend on what ran before it:
- *   TF_RNG_USER + 1 + k   latent samples of grid point k at a refresh
- *   TF_RNG_LATENT         evaluation points / reverse-KL samples of the step
- *   TF_RNG_COND           grid indices and condition values of the step
- *   TF_RNG_USER + 200     reverse-KL samples of the boundary term
+ *   TF_RNG_USER + 1 + k   latent samples of grid point k at a refresh (rank 0's name on
+ *                         whichever rank computes it: the estimates do not depend on P)
+ *   TF_RNG_LATENT         evaluation points / reverse-KL samples of the step (this rank)
+ *   TF_RNG_COND           grid indices and condition values of the step (this rank)
+ *   TF_RNG_USER + 200     reverse-KL samples of the boundary term (this rank)
+ *
+ * Over P ranks (DESIGN.md section 6) the condition range is stratified, and each rank's term
+ * is an unbiased estimate of its stratum's share, so that the mean over ranks (what the
+ * trainer's gradient mean computes) estimates the one-rank objective:
+ *   grid        rank r owns the grid points k with k mod P = r (P > K: point r mod K, shared
+ *               by m_k ranks); it draws its points from the causality weights restricted to
+ *               its points (each divided by m_k) and scales its mean penalty by P M_r, M_r the
+ *               restricted mass over the total.  The refresh of point k runs on rank k mod P
+ *               and the K estimates are combined by a rank-ordered sum.
+ *   continuous, reverse KL, reweighting: rank r draws its conditions log-uniformly from the
+ *               r-th of P equal slices of the (current) log c range.
+ * With P = 1 every draw and every value is the one-process one.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +32,7 @@
 #include <string.h>
 
 #include "loss.h"
+#include "tradeflow/dist.h"
 #include "tradeflow/error.h"
 #include "tradeflow/physics.h"
 #include "tradeflow/rng.h"
@@ -32,6 +46,7 @@ struct tf_loss_state {
   tf_flow *flow;
   int D;
   uint64_t seed;
+  tf_dist dist;
   int K, k0;                  /* grid size and the index of c0 */
   double grid[MAX_GRID + 1];
   double A[MAX_GRID + 1];     /* <A>_c estimates (exponentially averaged) */
@@ -146,7 +161,8 @@ static int grow(tf_loss_state *ls, int64_t n) {
   return TF_OK;
 }
 
-tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_flow *flow, uint64_t seed) {
+tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_flow *flow, uint64_t seed,
+                              const tf_dist *dist) {
   tf_loss_state *ls = calloc(1, sizeof *ls);
   if (!ls) {
     tf_error(TF_ENOMEM, "loss: out of memory");
@@ -156,6 +172,7 @@ tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_flow *flow, uint64_t
   ls->flow = flow;
   ls->D = tf_flow_get_config(flow)->dim;
   ls->seed = seed;
+  ls->dist = dist ? *dist : tf_dist_serial();
   ls->last_b = ls->last_e = ls->last_lambda = NAN;
   /* grid: K log-spaced points over [c_min, c_max], c0 inserted unless it is one of them */
   const int K = cfg->grid_points;
@@ -319,9 +336,17 @@ int tf_loss_prepare(tf_loss_state *ls, tf_ctx *ctx, int64_t step, int monitor) {
   if (!due && !monitor) return TF_OK;
   if (!cfg->physics && !cfg->energy_free) return TF_OK;
   const int64_t N = cfg->grid_samples;
+  const int K = ls->K, P = ls->dist.size;
+  /* this rank's new A_k, L_k, ESS_k for the points it refreshes, 0 for the others: the
+   * rank-ordered sum then hands every rank the owner's values exactly */
+  double st[3 * (MAX_GRID + 1)];
+  memset(st, 0, sizeof st);
   const int g = tf_ctx_set_grad(ctx, 0);
   int rc = TF_OK;
-  for (int k = 0; k < ls->K && rc == TF_OK; k++) {
+  for (int k = ls->dist.rank; k < K && rc == TF_OK; k += P) {
+    double *nA = st + k, *nL = st + K + k, *nE = st + 2 * K + k;
+    *nA = ls->A[k];
+    *nL = ls->L[k];
     tf_ctx_reset(ctx);
     tf_rng r;
     tf_rng_init(&r, ls->seed, 0, RNG_REFRESH + (uint32_t)k, (uint32_t)step);
@@ -338,27 +363,35 @@ int tf_loss_prepare(tf_loss_state *ls, tf_ctx *ctx, int64_t step, int monitor) {
     if (rc != TF_OK) break;
     /* log w = log q - log p; <A>_c by self-normalised importance sampling */
     for (int64_t i = 0; i < N; i++) ls->w[i] = ls->lq[i] - (double)lp->data[i];
-    if (tf_stats_ess(N, ls->w, &ls->ess[k]) != TF_OK) ls->ess[k] = 0; /* NaN weights */
+    if (tf_stats_ess(N, ls->w, nE) != TF_OK) *nE = 0; /* NaN weights */
     normalise(ls->w, N, ls->w);
     double Ahat = 0;
     for (int64_t i = 0; i < N; i++) Ahat += ls->w[i] * ls->dq[i];
     if (!isfinite(Ahat)) continue; /* keep the old estimate; counted by the step's checks */
-    if (due) ls->A[k] = ls->have && isfinite(ls->A[k]) ? cfg->ema * ls->A[k] + (1 - cfg->ema) * Ahat
-                                                        : Ahat;
+    if (due) *nA = ls->have && isfinite(ls->A[k]) ? cfg->ema * ls->A[k] + (1 - cfg->ema) * Ahat
+                                                   : Ahat;
     /* the running losses steer the grid's causality weights: only scheduled refreshes may
      * change them, so that training does not depend on how often progress is printed */
     if (grid_trade && !due) continue;
-    const double Ak = grid_trade ? ls->A[k] : Ahat;
+    const double Ak = grid_trade ? *nA : Ahat;
     double L = 0;
     for (int64_t i = 0; i < N; i++)
       L += penalty_d(ls, ((double)dlp->data[i] + ls->dq[i] - Ak) *
                              (cfg->log_residual ? ls->grid[k] : 1.0));
-    ls->L[k] = L / (double)N;
+    *nL = L / (double)N;
   }
-  if (due && rc == TF_OK) ls->have = 1;
   tf_ctx_reset(ctx);
   tf_ctx_set_grad(ctx, g);
-  return rc;
+  rc = tf_dist_agree(&ls->dist, rc);
+  if (rc == TF_OK) rc = tf_dist_sum(&ls->dist, st, 3 * K, NULL);
+  if (rc != TF_OK) return rc;
+  for (int k = 0; k < K; k++) {
+    ls->A[k] = st[k];
+    ls->L[k] = st[K + k];
+    ls->ess[k] = st[2 * K + k];
+  }
+  if (due) ls->have = 1;
+  return TF_OK;
 }
 
 /* ---- the terms of a step --------------------------------------------------------------- */
@@ -368,6 +401,11 @@ static double lambda_at(const tf_loss_config *c, int64_t step) {
   if (c->lambda_ramp == 0) return c->lambda;
   const double s = (double)(step - c->lambda_warmup) / (double)c->lambda_ramp;
   return s >= 1 ? c->lambda : c->lambda * 0.5 * (1 - cos(PI * s));
+}
+
+/* A log-uniform condition in this rank's slice of [exp(a), exp(b)] (u uniform in (0, 1)). */
+static double slice_draw(const tf_loss_state *ls, double a, double b, double u) {
+  return exp(a + (b - a) / ls->dist.size * (ls->dist.rank + u));
 }
 
 /* Grid variant: evaluation points at grid conditions drawn by causality weight. */
@@ -384,16 +422,32 @@ static tf_tensor *trade_grid(tf_loss_state *ls, tf_ctx *ctx, int64_t step) {
     }
   }
   for (int k = 0; k < ls->K; k++) tot += wk[k];
+  /* this rank's stratum: its points' weights (shared points divided among their ranks) */
+  const int P = ls->dist.size, rank = ls->dist.rank, K = ls->K;
+  double wr[MAX_GRID + 1], mine = 0;
+  int last = 0;
+  for (int k = 0; k < K; k++) {
+    const int owned = P <= K ? k % P == rank : rank % K == k;
+    const int m = P <= K ? 1 : P / K + (k < P % K);
+    wr[k] = owned ? wk[k] / m : 0;
+    mine += wr[k];
+    if (owned) last = k;
+  }
+  /* a stratum whose weights all underflowed contributes nothing (its points still run) */
+  double scale = mine > 0 ? (double)P * (mine / tot) : 0;
+  if (!(mine > 0)) {
+    for (int k = 0; k < K; k++) mine += wr[k] = P <= K ? k % P == rank : rank % K == k;
+  }
   tf_rng r;
-  tf_rng_init(&r, ls->seed, 0, TF_RNG_COND, (uint32_t)step);
+  tf_rng_init(&r, ls->seed, (uint32_t)rank, TF_RNG_COND, (uint32_t)step);
   for (int64_t i = 0; i < n; i++) {
-    double u = tf_rng_uniform(&r) * tot;
+    double u = tf_rng_uniform(&r) * mine;
     int k = 0;
-    while (k < ls->K - 1 && u >= wk[k]) u -= wk[k++];
+    while (k < last && (wr[k] == 0 || u >= wr[k])) u -= wr[k++];
     ls->idx[i] = k;
     ls->cd[i] = ls->grid[k];
   }
-  tf_rng_init(&r, ls->seed, 0, TF_RNG_LATENT, (uint32_t)step);
+  tf_rng_init(&r, ls->seed, (uint32_t)rank, TF_RNG_LATENT, (uint32_t)step);
   tf_tensor *c = cond_tensor(ctx, n, ls->cd);
   tf_tensor *x = c ? sample_detached(ls, ctx, c, n, &r, NULL) : NULL;
   if (!x || energies(ls, ctx, x, n, 0) != TF_OK) return NULL;
@@ -402,7 +456,8 @@ static tf_tensor *trade_grid(tf_loss_state *ls, tf_ctx *ctx, int64_t step) {
   for (int64_t i = 0; i < n; i++) off->data[i] = (tf_real)(ls->dq[i] - ls->A[ls->idx[i]]);
   tf_tensor *dlp = NULL;
   if (!logp_and_dc(ls, ctx, x, c, &dlp)) return NULL;
-  return tf_mean_all(ctx, penalty(ls, ctx, residual(ls, ctx, dlp, off, c)));
+  tf_tensor *m = tf_mean_all(ctx, penalty(ls, ctx, residual(ls, ctx, dlp, off, c)));
+  return scale == 1 ? m : tf_scale(ctx, m, scale);
 }
 
 /* Continuous variant: conditions from a widening range, points at c0 reweighted to c. */
@@ -419,7 +474,7 @@ static tf_tensor *trade_continuous(tf_loss_state *ls, tf_ctx *ctx, int64_t step,
     to_double(x, ls->xd);
   } else {
     n = cfg->points;
-    tf_rng_init(&r, ls->seed, 0, TF_RNG_LATENT, (uint32_t)step);
+    tf_rng_init(&r, ls->seed, (uint32_t)ls->dist.rank, TF_RNG_LATENT, (uint32_t)step);
     tf_tensor *c0 = tf_full(ctx, 2, (int64_t[]){n, 1}, cfg->c0);
     x = c0 ? sample_detached(ls, ctx, c0, n, &r, NULL) : NULL;
     if (!x) return NULL;
@@ -443,9 +498,9 @@ static tf_tensor *trade_continuous(tf_loss_state *ls, tf_ctx *ctx, int64_t step,
   const double s = cfg->widen_steps ? fmin(1.0, (double)(step + 1) / (double)cfg->widen_steps) : 1;
   const double l0 = log(cfg->c0);
   const double lo = l0 + s * (log(cfg->c_min) - l0), hi = l0 + s * (log(cfg->c_max) - l0);
-  tf_rng_init(&r, ls->seed, 0, TF_RNG_COND, (uint32_t)step);
+  tf_rng_init(&r, ls->seed, (uint32_t)ls->dist.rank, TF_RNG_COND, (uint32_t)step);
   for (int64_t g = 0; g < G; g++) {
-    const double cg = exp(lo + (hi - lo) * tf_rng_uniform(&r));
+    const double cg = slice_draw(ls, lo, hi, tf_rng_uniform(&r));
     for (int64_t i = g * n / G; i < (g + 1) * n / G; i++) ls->cd[i] = cg;
   }
   /* den is ls->gx: energies() must not write gradients below */
@@ -509,10 +564,10 @@ static tf_tensor *reweight(tf_loss_state *ls, tf_ctx *ctx, int64_t step, tf_tens
   double *den = ls->gx;
   memcpy(den, ls->lq, (size_t)n * sizeof(double));
   tf_rng r;
-  tf_rng_init(&r, ls->seed, 0, TF_RNG_COND, (uint32_t)step);
+  tf_rng_init(&r, ls->seed, (uint32_t)ls->dist.rank, TF_RNG_COND, (uint32_t)step);
   const double a = log(cfg->c_min), b = log(cfg->c_max);
   for (int64_t g = 0; g < G; g++) {
-    const double cg = exp(a + (b - a) * tf_rng_uniform(&r));
+    const double cg = slice_draw(ls, a, b, tf_rng_uniform(&r));
     for (int64_t i = g * n / G; i < (g + 1) * n / G; i++) ls->cd[i] = cg;
   }
   if (energies(ls, ctx, x, n, 0) != TF_OK) return NULL;
@@ -541,9 +596,10 @@ int tf_loss_terms(tf_loss_state *ls, tf_ctx *ctx, int64_t step, tf_tensor *x, tf
   switch (cfg->kind) {
   case TF_LOSS_REVERSE_KL: {
     const double a = log(cfg->c_min), b = log(cfg->c_max);
-    tf_rng_init(&r, ls->seed, 0, TF_RNG_COND, (uint32_t)step);
-    for (int64_t i = 0; i < cfg->points; i++) ls->cd[i] = exp(a + (b - a) * tf_rng_uniform(&r));
-    tf_rng_init(&r, ls->seed, 0, TF_RNG_LATENT, (uint32_t)step);
+    const uint32_t rank = (uint32_t)ls->dist.rank;
+    tf_rng_init(&r, ls->seed, rank, TF_RNG_COND, (uint32_t)step);
+    for (int64_t i = 0; i < cfg->points; i++) ls->cd[i] = slice_draw(ls, a, b, tf_rng_uniform(&r));
+    tf_rng_init(&r, ls->seed, rank, TF_RNG_LATENT, (uint32_t)step);
     *boundary = reverse_kl(ls, ctx, cfg->points, &r);
     break;
   }
@@ -556,7 +612,7 @@ int tf_loss_terms(tf_loss_state *ls, tf_ctx *ctx, int64_t step, tf_tensor *x, tf
       *boundary = nll;
     } else {
       for (int64_t i = 0; i < cfg->boundary_batch; i++) ls->cd[i] = cfg->c0;
-      tf_rng_init(&r, ls->seed, 0, RNG_BOUNDARY, (uint32_t)step);
+      tf_rng_init(&r, ls->seed, (uint32_t)ls->dist.rank, RNG_BOUNDARY, (uint32_t)step);
       *boundary = reverse_kl(ls, ctx, cfg->boundary_batch, &r);
     }
     *lambda = lambda_at(cfg, step);

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 
+#include "tradeflow/dist.h"
 #include "tradeflow/h5io.h"
 #include "tradeflow/train.h"
 
@@ -20,8 +21,10 @@ typedef struct tf_loss_state tf_loss_state;
 /* Checks the settings against the flow and the data (have_data: a data set exists). */
 int tf_loss_check(const tf_loss_config *cfg, const tf_flow *flow, int have_data);
 
-/* NULL on error.  seed names the random streams. */
-tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_flow *flow, uint64_t seed);
+/* NULL on error.  seed names the random streams; dist (copied; NULL: serial) the ranks over
+ * which the condition range is stratified (loss.c).  tf_loss_prepare is then collective. */
+tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_flow *flow, uint64_t seed,
+                              const tf_dist *dist);
 void tf_loss_destroy(tf_loss_state *ls);
 
 /* Work done before the step's graph (resets ctx): the grid refresh every `refresh` steps;

@@ -2,12 +2,21 @@
  *
  * Exported: tf_train_defaults, tf_trainer_create, tf_trainer_destroy, tf_trainer_resume,
  *           tf_trainer_run, tf_trainer_val_nll, tf_trainer_step, tf_trainer_skipped,
- *           tf_trainer_stopped, tf_trainer_last_loss, tf_dataset_log_prob, tf_train_request_stop,
+ *           tf_trainer_stopped, tf_trainer_last_loss, tf_trainer_comm_seconds,
+ *           tf_dataset_log_prob, tf_train_request_stop,
  *           tf_train_install_signals.
  *
  * Exact resumption rests on three choices: the batch of a step is a function of the step
  * (epoch permutations from named Philox streams), everything else that evolves (parameters,
  * Adam moments and count, counters) is in the checkpoint, and nothing depends on wall time.
+ *
+ * Over P ranks (cfg.dist) every rank is a full replica.  A step: each rank computes its loss
+ * terms and gradient on its own batch and conditions; one error agreement and one small
+ * rank-ordered sum give every rank the same loss, skip decision and stop request; the
+ * gradient mean (tf_dist_mean) makes the update identical everywhere.  There is no per-rank
+ * state to save: the global batch of step s is rows [s P B, (s + 1) P B) of the epoch order,
+ * rank r taking the r-th block of B, and every stream is named by (seed, rank, step), so a
+ * checkpoint resumes on any rank count.  Rank 0 alone writes checkpoints.
  */
 #include <math.h>
 #include <signal.h>
@@ -17,6 +26,7 @@
 #include <unistd.h>
 
 #include "loss.h"
+#include "tradeflow/dist.h"
 #include "tradeflow/error.h"
 #include "tradeflow/h5io.h"
 #include "tradeflow/rng.h"
@@ -44,6 +54,8 @@ void tf_train_install_signals(void) {
 
 struct tf_trainer {
   tf_train_config cfg;
+  tf_dist dist;      /* copy of *cfg.dist (serial when NULL) */
+  tf_real *red_work; /* scratch of the gradient mean (P > 1) */
   tf_flow *flow;
   tf_params *params;
   tf_dataset data;
@@ -58,6 +70,10 @@ struct tf_trainer {
   int64_t *val_rows, n_val;
   int64_t *epoch_perm, epoch;   /* visiting order of train_rows in `epoch` (-1: none yet) */
   int64_t step, skipped, consecutive, run_steps;
+  int stop_agreed;  /* some rank was asked to stop (agreed at the last step) */
+  double *sum_tmp;  /* scratch of the step's small sum: 4 P doubles */
+  double comm_s;    /* wall time in the step's collectives (agreement, sums, gradient mean) */
+  double last_b, last_e; /* the step's loss terms (mean over ranks) */
   double best_val, last_loss, last_val, last_gnorm;
   int resumed, stopped;
   double t_start, t_last_log, t_last_bar;
@@ -75,6 +91,7 @@ tf_train_config tf_train_defaults(void) {
   c.log_every = 100;
   c.ckpt_every = 1000;
   c.max_nonfinite = 20;
+  c.check_every = 1000;
   c.optim = tf_optim_defaults(TF_OPTIM_ADAM);
   c.optim.clip_norm = 10.0;
   c.lr.kind = TF_LR_COSINE;
@@ -95,11 +112,11 @@ static double now_s(void) {
 static int check_config(const tf_train_config *c) {
   if (c->steps < 0 || c->batch < 1 || !(c->val_fraction >= 0 && c->val_fraction <= 0.9) ||
       c->val_every < 0 || c->log_every < 0 || c->ckpt_every < 0 || c->max_nonfinite < 1 ||
-      c->max_steps_per_run < 0)
+      c->max_steps_per_run < 0 || c->check_every < 0)
     return tf_error(TF_ERANGE,
                     "trainer: need steps >= 0, batch >= 1, 0 <= val_fraction <= 0.9, "
                     "val/log/checkpoint intervals >= 0, max_nonfinite >= 1, "
-                    "max_steps_per_run >= 0");
+                    "max_steps_per_run >= 0, check_every >= 0");
   return TF_OK;
 }
 
@@ -134,6 +151,8 @@ tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_para
     return NULL;
   }
   t->cfg = *cfg;
+  t->dist = cfg->dist ? *cfg->dist : tf_dist_serial();
+  t->cfg.dist = &t->dist;
   t->flow = flow;
   t->params = params;
   t->have_data = data != NULL;
@@ -144,7 +163,7 @@ tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_para
   t->last_loss = t->last_val = t->last_gnorm = NAN;
   if (tf_loss_check(&cfg->loss, flow, data != NULL) != TF_OK) goto fail;
   if (cfg->loss.kind != TF_LOSS_NLL) {
-    t->ls = tf_loss_create(&cfg->loss, flow, cfg->seed);
+    t->ls = tf_loss_create(&cfg->loss, flow, cfg->seed, &t->dist);
     t->gbuf = cfg->loss.adaptive ? malloc((size_t)tf_params_size(params) * sizeof(tf_real)) : NULL;
     if (!t->ls || (cfg->loss.adaptive && !t->gbuf)) {
       if (t->ls) tf_error(TF_ENOMEM, "trainer: out of memory");
@@ -173,6 +192,15 @@ tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_para
       goto fail;
     }
   }
+  if (t->dist.size > 1) {
+    const int64_t np = tf_params_size(params);
+    t->red_work = malloc((size_t)tf_dist_mean_work(&t->dist, np) * sizeof(tf_real));
+    t->sum_tmp = malloc((size_t)(4 * t->dist.size) * sizeof *t->sum_tmp);
+    if (!t->red_work || !t->sum_tmp) {
+      tf_error(TF_ENOMEM, "trainer: out of memory");
+      goto fail;
+    }
+  }
   if (!data) {
     t->optim = tf_optim_create(&cfg->optim, tf_params_size(params));
     t->ctx = tf_ctx_create(0);
@@ -180,17 +208,18 @@ tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_para
       if (t->optim) tf_error(TF_ENOMEM, "trainer: out of memory");
       goto fail;
     }
-    t->tty = cfg->log && isatty(fileno(cfg->log));
+    t->tty = cfg->log && isatty(fileno(cfg->log)) && !tf_dist_launched();
     return t;
   }
   if (check_data(t) != TF_OK) goto fail;
   const int64_t n = data->n;
   t->n_val = (int64_t)floor(cfg->val_fraction * (double)n);
   t->n_train = n - t->n_val;
-  if (t->n_train < cfg->batch) {
+  if (t->n_train < cfg->batch * t->dist.size) {
     tf_error(TF_EINVAL, "trainer: %lld training rows (of %lld, %.0f%% held out) are fewer than "
-             "one batch of %lld", (long long)t->n_train, (long long)n, 100 * cfg->val_fraction,
-             (long long)cfg->batch);
+             "one batch of %lld%s", (long long)t->n_train, (long long)n, 100 * cfg->val_fraction,
+             (long long)(cfg->batch * t->dist.size),
+             t->dist.size > 1 ? " (the batch per rank times the number of ranks)" : "");
     goto fail;
   }
   int64_t *perm = malloc((size_t)n * sizeof *perm);
@@ -209,7 +238,7 @@ tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_para
   tf_rng_permutation(&r, perm, n);
   t->val_rows = perm;
   t->train_rows = perm + t->n_val;
-  t->tty = cfg->log && isatty(fileno(cfg->log));
+  t->tty = cfg->log && isatty(fileno(cfg->log)) && !tf_dist_launched();
   return t;
 fail:
   tf_trainer_destroy(t);
@@ -223,6 +252,8 @@ void tf_trainer_destroy(tf_trainer *t) {
   tf_loss_destroy(t->ls);
   free(t->gbuf);
   free(t->aug);
+  free(t->red_work);
+  free(t->sum_tmp);
   tf_optim_destroy(t->optim);
   tf_ctx_destroy(t->ctx);
   free(t);
@@ -232,12 +263,27 @@ int64_t tf_trainer_step(const tf_trainer *t) { return t->step; }
 int64_t tf_trainer_skipped(const tf_trainer *t) { return t->skipped; }
 int tf_trainer_stopped(const tf_trainer *t) { return t->stopped; }
 double tf_trainer_last_loss(const tf_trainer *t) { return t->last_loss; }
+double tf_trainer_comm_seconds(const tf_trainer *t) { return t->comm_s; }
+
+/* The replicas' parameters and optimizer moments must agree bit for bit (collective). */
+static int check_replicas(tf_trainer *t, const char *when) {
+  if (t->dist.size == 1) return TF_OK;
+  const size_t np = (size_t)tf_params_size(t->params);
+  const void *ptr[3] = {tf_params_values(t->params), tf_optim_m(t->optim), tf_optim_v(t->optim)};
+  const size_t len[3] = {np * sizeof(tf_real), np * sizeof(double), np * sizeof(double)};
+  const char *names[3] = {"parameters", "Adam first moments", "Adam second moments"};
+  char what[64];
+  snprintf(what, sizeof what, "%s %lld", when, (long long)t->step);
+  return tf_dist_check_replicas(&t->dist, 3, ptr, len, names, what);
+}
 
 int tf_trainer_resume(tf_trainer *t, const char *checkpoint) {
   tf_checkpoint_meta m;
   tf_checkpoint_meta_init(&m);
+  /* every rank reads the file (read-only opens share it); the replica check below confirms
+   * that they all read the same state */
   int rc = tf_checkpoint_load(checkpoint, t->params, t->optim, &m);
-  if (rc != TF_OK) return rc;
+  if (rc != TF_OK) goto out;
   if (m.rng_seed != t->cfg.seed) {
     rc = tf_error(TF_EINVAL, "%s: trained with seed %llu, but this run's seed is %llu; a "
                   "resumed run must keep the data split and batch order",
@@ -254,32 +300,46 @@ int tf_trainer_resume(tf_trainer *t, const char *checkpoint) {
     if (tf_checkpoint_meta_get_f64(&m, "last_loss", &v) == TF_OK) t->last_loss = v;
     if (t->ls) rc = tf_loss_load(t->ls, &m);
     t->resumed = 1;
+    int64_t ranks;
+    if (rc == TF_OK && t->cfg.log && tf_checkpoint_meta_get_i64(&m, "ranks", &ranks) == TF_OK &&
+        ranks != t->dist.size)
+      fprintf(t->cfg.log, "note: %s was written by a run on %lld rank(s), this run has %d: "
+              "the global batch changes from %lld to %lld rows per step\n", checkpoint,
+              (long long)ranks, t->dist.size, (long long)(ranks * t->cfg.batch),
+              (long long)(t->dist.size * t->cfg.batch));
   }
+out:
   tf_checkpoint_meta_clear(&m);
-  return rc;
+  rc = tf_dist_agree(&t->dist, rc);
+  return rc == TF_OK ? check_replicas(t, "resume at step") : rc;
 }
 
+/* Collective: rank 0 writes, every rank learns the outcome. */
 static int save(tf_trainer *t) {
   if (!t->cfg.checkpoint) return TF_OK;
-  tf_checkpoint_meta m;
-  tf_checkpoint_meta_init(&m);
-  m.step = t->step;
-  m.skipped_steps = t->skipped;
-  m.consecutive_skips = t->consecutive;
-  m.rng_seed = t->cfg.seed;
-  m.best_val_loss = t->best_val;
-  snprintf(m.model, sizeof m.model, "%s", t->cfg.model_name ? t->cfg.model_name : "flow");
-  int rc = tf_checkpoint_meta_set_config(&m, t->cfg.config_text);
-  if (rc == TF_OK) rc = tf_checkpoint_meta_set_f64(&m, "last_loss", t->last_loss);
-  if (rc == TF_OK && t->ls) rc = tf_loss_save(t->ls, &m);
-  if (rc == TF_OK) rc = tf_checkpoint_save(t->cfg.checkpoint, t->params, t->optim, &m);
-  tf_checkpoint_meta_clear(&m);
-  return rc;
+  int rc = TF_OK;
+  if (t->dist.rank == 0) {
+    tf_checkpoint_meta m;
+    tf_checkpoint_meta_init(&m);
+    m.step = t->step;
+    m.skipped_steps = t->skipped;
+    m.consecutive_skips = t->consecutive;
+    m.rng_seed = t->cfg.seed;
+    m.best_val_loss = t->best_val;
+    snprintf(m.model, sizeof m.model, "%s", t->cfg.model_name ? t->cfg.model_name : "flow");
+    rc = tf_checkpoint_meta_set_config(&m, t->cfg.config_text);
+    if (rc == TF_OK) rc = tf_checkpoint_meta_set_f64(&m, "last_loss", t->last_loss);
+    if (rc == TF_OK) rc = tf_checkpoint_meta_set_i64(&m, "ranks", t->dist.size);
+    if (rc == TF_OK && t->ls) rc = tf_loss_save(t->ls, &m);
+    if (rc == TF_OK) rc = tf_checkpoint_save(t->cfg.checkpoint, t->params, t->optim, &m);
+    tf_checkpoint_meta_clear(&m);
+  }
+  return tf_dist_agree(&t->dist, rc);
 }
 
-/* rows[0..B) of the training set for `step` */
-static const int64_t *batch_rows(tf_trainer *t, int64_t step) {
-  const int64_t B = t->cfg.batch, per_epoch = t->n_train / B;
+/* rows[0..B) of the training set for `step` on `rank`: block rank of the step's P blocks */
+static const int64_t *batch_rows(tf_trainer *t, int64_t step, int rank) {
+  const int64_t B = t->cfg.batch, P = t->dist.size, per_epoch = t->n_train / (B * P);
   const int64_t e = step / per_epoch, b = step % per_epoch;
   if (e != t->epoch) {
     tf_rng r;
@@ -288,7 +348,7 @@ static const int64_t *batch_rows(tf_trainer *t, int64_t step) {
     for (int64_t i = 0; i < t->n_train; i++) t->epoch_perm[i] = t->train_rows[t->epoch_perm[i]];
     t->epoch = e;
   }
-  return t->epoch_perm + b * B;
+  return t->epoch_perm + (b * P + rank) * B;
 }
 
 /* x (n, D) and c (n, 1) (NULL for an unconditional flow) tensors of rows[0..n), or of rows
@@ -309,13 +369,14 @@ static void gather_rows(tf_ctx *ctx, const tf_dataset *d, int conditional, const
 
 /* Training batch of `step` with augmentation: the rows' random symmetry images, drawn in
  * double before the conversion to the network precision.  The stream depends only on the
- * seed and the step, so resumed runs see the same images. */
-static int augment_batch(tf_trainer *t, const int64_t *rows, int64_t step, tf_tensor *x) {
+ * seed, the rank and the step, so resumed runs see the same images. */
+static int augment_batch(tf_trainer *t, const int64_t *rows, int64_t step, int rank,
+                         tf_tensor *x) {
   const int64_t B = t->cfg.batch, D = t->data.d;
   for (int64_t i = 0; i < B; i++)
     memcpy(t->aug + i * D, t->data.x + rows[i] * D, (size_t)D * sizeof *t->aug);
   tf_rng r;
-  tf_rng_init(&r, t->cfg.seed, 0, TF_RNG_AUGMENT, (uint32_t)step);
+  tf_rng_init(&r, t->cfg.seed, (uint32_t)rank, TF_RNG_AUGMENT, (uint32_t)step);
   int rc = tf_physics_augment(t->cfg.loss.physics, B, t->aug, &r);
   if (rc != TF_OK) return rc;
   for (int64_t i = 0; i < B * D; i++) x->data[i] = (tf_real)t->aug[i];
@@ -344,19 +405,22 @@ int tf_dataset_log_prob(tf_flow *flow, tf_ctx *ctx, const tf_dataset *data, cons
   return rc;
 }
 
+/* Collective over the ranks: each evaluates its share of the rows, the sums are combined. */
 double tf_trainer_val_nll(tf_trainer *t) {
   if (!t->have_data) return NAN;
   const int64_t *rows = t->n_val ? t->val_rows : t->train_rows;
   const int64_t n = t->n_val ? t->n_val : t->n_train;
-  double *lp = malloc((size_t)n * sizeof *lp);
-  if (!lp || tf_dataset_log_prob(t->flow, t->ctx, &t->data, rows, n, lp) != TF_OK) {
-    free(lp);
-    return NAN;
-  }
-  double sum = 0;
-  for (int64_t i = 0; i < n; i++) sum -= lp[i];
+  int64_t lo, hi;
+  tf_dist_share(n, t->dist.rank, t->dist.size, &lo, &hi);
+  double *lp = malloc((size_t)(hi - lo + 1) * sizeof *lp);
+  double v[2] = {0, 0}; /* sum of -log p, failures */
+  if (!lp || tf_dataset_log_prob(t->flow, t->ctx, &t->data, rows + lo, hi - lo, lp) != TF_OK)
+    v[1] = 1;
+  else
+    for (int64_t i = 0; i < hi - lo; i++) v[0] -= lp[i];
   free(lp);
-  return sum / (double)n;
+  if (tf_dist_sum(&t->dist, v, 2, NULL) != TF_OK || v[1] > 0) return NAN;
+  return v[0] / (double)n;
 }
 
 static void fmt_duration(double s, char *buf, size_t len) {
@@ -376,7 +440,8 @@ static void log_line(tf_trainer *t) {
   FILE *f = t->cfg.log;
   if (!f) return;
   const double now = now_s(), dt = now - t->t_last_log;
-  const double rate = dt > 0 ? (double)(t->step - t->step_last_log) * (double)t->cfg.batch / dt : 0;
+  const double rate = dt > 0 ? (double)(t->step - t->step_last_log) * (double)t->cfg.batch *
+                                   t->dist.size / dt : 0;
   const double per_step = t->run_steps > 0 ? (now - t->t_start) / (double)t->run_steps : NAN;
   char eta[32];
   fmt_duration(per_step * (double)(t->cfg.steps - t->step), eta, sizeof eta);
@@ -424,9 +489,15 @@ static void validate(tf_trainer *t) {
   if (t->last_val < t->best_val) t->best_val = t->last_val;
 }
 
-/* The gradient of the step's objective into the parameter gradient slab; *L its value. */
-static int objective(tf_trainer *t, tf_tensor *x, tf_tensor *c, double *L) {
+/* This rank's objective and its gradient in the parameter gradient slab: *L its value, *lb
+ * and *le the terms (NaN when absent).  With adaptive weighting the slab holds the extra
+ * term's gradient and t->gbuf the boundary term's; mix_adaptive() combines them once the
+ * ranks' gradients are averaged.  Nothing here is collective. */
+static int objective(tf_trainer *t, tf_tensor *x, tf_tensor *c, double *L, double *lb,
+                     double *le, double *lam) {
   tf_ctx *ctx = t->ctx;
+  *lb = *le = NAN;
+  *lam = 1;
   if (!t->ls) {
     tf_tensor *loss = tf_scale(ctx, tf_mean_all(ctx, tf_flow_log_prob(t->flow, ctx, x, c)), -1);
     if (!loss) return tf_error(tf_ctx_status(ctx), "step %lld: %s", (long long)t->step,
@@ -435,67 +506,93 @@ static int objective(tf_trainer *t, tf_tensor *x, tf_tensor *c, double *L) {
     return isfinite(*L) ? tf_params_backward(t->params, ctx, loss) : TF_OK;
   }
   tf_tensor *B, *E;
-  double lam;
-  int rc = tf_loss_terms(t->ls, ctx, t->step, x, c, &B, &E, &lam);
+  int rc = tf_loss_terms(t->ls, ctx, t->step, x, c, &B, &E, lam);
   if (rc != TF_OK) return tf_error(rc, "step %lld: %s", (long long)t->step, tf_errmsg());
-  const double lb = (double)B->data[0], le = E ? (double)E->data[0] : NAN;
-  double lam_eff = lam;
+  *lb = (double)B->data[0];
+  *le = E ? (double)E->data[0] : NAN;
   if (t->cfg.loss.adaptive && E) {
-    /* two backward passes over the same tape: the terms' gradients, then their mix */
-    *L = lb + lam * le;
-    if (!isfinite(lb) || !isfinite(le)) return TF_OK;
+    /* two backward passes over the same tape: the terms' gradients, mixed later */
+    *L = *lb + *lam * *le;
+    if (!isfinite(*L)) return TF_OK;
     rc = tf_params_backward(t->params, ctx, B);
     if (rc != TF_OK) return rc;
-    const int64_t n = tf_params_size(t->params);
-    tf_real *g = tf_params_grads(t->params);
-    memcpy(t->gbuf, g, (size_t)n * sizeof *g);
-    const double gb = tf_params_grad_norm(t->params);
-    rc = tf_params_backward(t->params, ctx, E);
-    if (rc != TF_OK) return rc;
-    lam_eff = lam * tf_loss_adapt(t->ls, gb, tf_params_grad_norm(t->params));
-    for (int64_t i = 0; i < n; i++) g[i] = t->gbuf[i] + (tf_real)lam_eff * g[i];
-    *L = lb + lam_eff * le;
-  } else {
-    tf_tensor *total = E && lam > 0 ? tf_add(ctx, B, tf_scale(ctx, E, lam)) : B;
-    if (!total) return tf_error(tf_ctx_status(ctx), "step %lld: %s", (long long)t->step,
-                                tf_errmsg());
-    *L = (double)total->data[0];
-    if (isfinite(*L)) rc = tf_params_backward(t->params, ctx, total);
+    memcpy(t->gbuf, tf_params_grads(t->params),
+           (size_t)tf_params_size(t->params) * sizeof *t->gbuf);
+    return tf_params_backward(t->params, ctx, E);
   }
-  tf_loss_record(t->ls, lb, le, lam_eff);
-  return rc;
+  tf_tensor *total = E && *lam > 0 ? tf_add(ctx, B, tf_scale(ctx, E, *lam)) : B;
+  if (!total) return tf_error(tf_ctx_status(ctx), "step %lld: %s", (long long)t->step,
+                              tf_errmsg());
+  *L = (double)total->data[0];
+  return isfinite(*L) ? tf_params_backward(t->params, ctx, total) : TF_OK;
 }
 
-/* One optimizer step.  *bad = 1 when it was skipped for a non-finite loss or gradient. */
+/* Adaptive weighting after the gradient mean: g <- g_b + lambda_eff g_e, lambda_eff from the
+ * ratio of the averaged terms' norms (the same on every rank). */
+static double mix_adaptive(tf_trainer *t, double lam) {
+  const int64_t n = tf_params_size(t->params);
+  tf_real *g = tf_params_grads(t->params);
+  double sb = 0;
+  for (int64_t i = 0; i < n; i++) sb += (double)t->gbuf[i] * (double)t->gbuf[i];
+  const double lam_eff = lam * tf_loss_adapt(t->ls, sqrt(sb), tf_params_grad_norm(t->params));
+  for (int64_t i = 0; i < n; i++) g[i] = t->gbuf[i] + (tf_real)lam_eff * g[i];
+  return lam_eff;
+}
+
+/* One optimizer step (collective).  *bad = 1 when it was skipped for a non-finite loss or
+ * gradient on any rank. */
 static int train_step(tf_trainer *t, int *bad) {
+  int rc = TF_OK;
   if (t->ls) {
     const int64_t le = t->cfg.log_every;
-    int rc = tf_loss_prepare(t->ls, t->ctx, t->step, le && (t->step + 1) % le == 0);
+    rc = tf_loss_prepare(t->ls, t->ctx, t->step, le && (t->step + 1) % le == 0);
     if (rc != TF_OK) return tf_error(rc, "step %lld: %s", (long long)t->step, tf_errmsg());
   }
   tf_ctx_reset(t->ctx);
   tf_tensor *x = NULL, *c = NULL;
-  int rc = TF_OK;
   if (t->have_data && (!t->ls || tf_loss_uses_data(&t->cfg.loss))) {
-    const int64_t *rows = batch_rows(t, t->step);
+    const int64_t *rows = batch_rows(t, t->step, t->dist.rank);
     gather_rows(t->ctx, &t->data, t->conditional, rows, 0, t->cfg.batch, &x, &c);
-    if (x && t->aug) rc = augment_batch(t, rows, t->step, x);
-    if (rc != TF_OK) return rc;
+    if (x && t->aug) rc = augment_batch(t, rows, t->step, t->dist.rank, x);
   }
-  double L = NAN;
-  rc = objective(t, x, c, &L);
+  double L = NAN, lb = NAN, le = NAN, lam = 1;
+  if (rc == TF_OK) rc = objective(t, x, c, &L, &lb, &le, &lam);
+  /* the step's one agreement: errors, then the ranks' losses and stop requests */
+  const double tc0 = now_s();
+  rc = tf_dist_agree(&t->dist, rc);
   if (rc != TF_OK) return rc;
+  double v[4] = {L, lb, le, stop_requested ? 1.0 : 0.0};
+  rc = tf_dist_sum(&t->dist, v, 4, t->sum_tmp);
+  if (rc != TF_OK) return rc;
+  const double P = t->dist.size;
+  L = v[0] / P;
+  t->last_b = v[1] / P;
+  t->last_e = v[2] / P;
+  if (v[3] > 0) t->stop_agreed = 1;
   *bad = !isfinite(L);
-  if (!*bad) {
-    const double lr = tf_lr_at(&t->cfg.lr, t->step, t->cfg.steps);
-    double gn;
-    rc = tf_optim_step(t->optim, tf_params_values(t->params), tf_params_grads(t->params), lr, &gn);
-    if (rc == TF_ENUMERIC) *bad = 1;
-    else if (rc != TF_OK) return rc;
-    else {
-      t->last_loss = L;
-      t->last_gnorm = gn;
-    }
+  if (*bad) return TF_OK;
+  tf_real *g = tf_params_grads(t->params);
+  const int64_t np = tf_params_size(t->params);
+  rc = tf_dist_mean(&t->dist, g, np, t->red_work);
+  const int adaptive = t->ls && t->cfg.loss.adaptive && !isnan(t->last_e);
+  if (rc == TF_OK && adaptive) rc = tf_dist_mean(&t->dist, t->gbuf, np, t->red_work);
+  t->comm_s += now_s() - tc0;
+  if (rc != TF_OK) return rc;
+  if (t->ls) {
+    const double lam_eff = adaptive ? mix_adaptive(t, lam) : lam;
+    if (adaptive) L = t->last_b + lam_eff * t->last_e;
+    tf_loss_record(t->ls, t->last_b, t->last_e, lam_eff);
+  }
+  const double lr = tf_lr_at(&t->cfg.lr, t->step, t->cfg.steps);
+  double gn;
+  rc = tf_optim_step(t->optim, tf_params_values(t->params), g, lr, &gn);
+  if (rc == TF_ENUMERIC) {
+    *bad = 1;
+  } else if (rc != TF_OK) {
+    return rc;
+  } else {
+    t->last_loss = L;
+    t->last_gnorm = gn;
   }
   return TF_OK;
 }
@@ -506,18 +603,24 @@ int tf_trainer_run(tf_trainer *t) {
   t->run_steps = 0;
   t->t_start = t->t_last_log = t->t_last_bar = now_s();
   t->step_last_log = t->step;
+  t->stop_agreed = 0;
   if (!t->resumed && t->step == 0 && tf_flow_get_config(t->flow)->actnorm && t->have_data) {
+    /* every replica initialises from rank 0's first batch, so they start equal */
     tf_ctx_reset(t->ctx);
     tf_tensor *x, *c;
-    gather_rows(t->ctx, &t->data, t->conditional, batch_rows(t, 0), 0, cfg->batch, &x,
-                &c);
-    int rc = x && t->aug ? augment_batch(t, batch_rows(t, 0), 0, x) : TF_OK;
+    const int64_t *rows = batch_rows(t, 0, 0);
+    gather_rows(t->ctx, &t->data, t->conditional, rows, 0, cfg->batch, &x, &c);
+    int rc = x && t->aug ? augment_batch(t, rows, 0, 0, x) : TF_OK;
     if (rc == TF_OK) rc = tf_flow_data_init(t->flow, t->ctx, x, c);
+    rc = tf_dist_agree(&t->dist, rc);
     if (rc != TF_OK) return rc;
   }
   t->resumed = 1; /* a second run() continues */
   while (t->step < cfg->steps) {
-    if (stop_requested || (cfg->max_steps_per_run && t->run_steps >= cfg->max_steps_per_run)) {
+    /* a signal reaches the ranks at different times: with several ranks only the request
+     * agreed at the last step counts, so that all stop after the same step */
+    const int stop = t->stop_agreed || (t->dist.size == 1 && stop_requested);
+    if (stop || (cfg->max_steps_per_run && t->run_steps >= cfg->max_steps_per_run)) {
       t->stopped = 1;
       break;
     }
@@ -541,6 +644,10 @@ int tf_trainer_run(tf_trainer *t) {
     } else {
       t->consecutive = 0;
     }
+    if (cfg->check_every && t->step % cfg->check_every == 0) {
+      rc = check_replicas(t, "step");
+      if (rc != TF_OK) return rc;
+    }
     if (cfg->val_every && t->step % cfg->val_every == 0) validate(t);
     if (cfg->log_every && t->step % cfg->log_every == 0) log_line(t);
     else bar(t);
@@ -550,8 +657,10 @@ int tf_trainer_run(tf_trainer *t) {
     }
   }
   if (!t->stopped || t->run_steps > 0) {
+    int rc = check_replicas(t, "the end, step");
+    if (rc != TF_OK) return rc;
     if (!t->stopped) validate(t);
-    int rc = save(t);
+    rc = save(t);
     if (rc != TF_OK) return rc;
   }
   if (cfg->log) {
