@@ -27,14 +27,16 @@
  *     TF_EINVAL / TF_ERANGE / TF_ENOMEM  bad arguments / out-of-range rows / allocation
  *
  * Concurrency: serial HDF5 (files are read with the default file-access property list).
- * Nothing here is collective and nothing calls MPI; call from one rank (or from each rank on
- * its own files) and from one thread at a time (the Debian HDF5 builds are not thread-safe).
+ * Nothing here is collective and nothing calls MPI, except the tf_sample_pwriter functions
+ * (collective over a tf_dist); call the others from one rank (or from each rank on its own
+ * files).  Call from one thread at a time (the Debian HDF5 builds are not thread-safe).
  */
 #ifndef TRADEFLOW_H5IO_H
 #define TRADEFLOW_H5IO_H
 
 #include <stdint.h>
 
+#include "tradeflow/dist.h"
 #include "tradeflow/error.h"
 #include "tradeflow/optim.h"
 #include "tradeflow/params.h"
@@ -228,6 +230,54 @@ typedef struct {
 int tf_samples_read(const char *path, tf_samples *out);
 /* Frees every array and string and zeroes *s.  NULL is harmless. */
 void tf_samples_free(tf_samples *s);
+
+/* ================================ sample files, written by many ranks ========================
+ *
+ * One sample file written collectively by every rank of a process group (dist.h), each rank
+ * putting its own rows, through parallel HDF5 (MPI-IO, collective transfers).  The file has the
+ * layout above: the same datasets, chunking, filters and root attributes; tf_samples_read and
+ * h5py read it like any other.  N is fixed at open.
+ *
+ *   w = NULL; tf_sample_pwriter_open(&w, dist, path, D, N, &attrs);            all ranks
+ *   tf_sample_pwriter_write(w, row0, &block);   all ranks, the same number of times;
+ *                                               a rank with nothing to write passes n == 0
+ *   tf_sample_pwriter_close(w);                 all ranks; every row of [0, N) must have been
+ *                                               written exactly once; publishes the file
+ *
+ * Atomic as the serial writer: the ranks write "<path>.tmp.<pid of rank 0>" (created by rank 0
+ * at open in the target's directory, so an unwritable directory fails the open); at close rank
+ * 0 fsyncs it, renames it over <path> and fsyncs the directory.  On any error the temporary is
+ * removed and an existing <path> is untouched.  Unlike the serial writer the data goes to disk
+ * as it is written: each rank keeps only its rows that do not yet fill a whole chunk (about
+ * 512 KiB per dataset, plus one block), so that compressed chunks are written once; a write
+ * reports validation errors at once, but an HDF5 failure of buffered rows may show at a later
+ * write or at close.  For the serial group (no MPI) the file is built in memory and written at
+ * close, as by tf_sample_writer.
+ *
+ * Errors: every function is collective and returns the same status on every rank, with the
+ * message of the lowest failing rank prefixed "rank R of P: " (tf_dist_agree): a NaN in one
+ * rank's block fails the write on all ranks, naming the rank, the array and the row.  All
+ * ranks must pass the same path, D, N and attrs (checked: TF_EINVAL).  A write refused before
+ * any data was written (validation, rows outside [0, N): TF_ERANGE, allocation) leaves the
+ * writer usable; after a failed HDF5 write every further write fails and close removes the
+ * temporary.  Not caught: ranks that call write a different number of times (they hang, as
+ * with any collective call). */
+typedef struct tf_sample_pwriter tf_sample_pwriter;
+
+/* (collective) d: the process group (copied; its communicator must stay valid until close or
+ * abort); n_total: N >= 0. */
+int tf_sample_pwriter_open(tf_sample_pwriter **w, const tf_dist *d, const char *path,
+                           int64_t dim, int64_t n_total, const tf_sample_attrs *attrs);
+/* (collective) This rank's block b (NULL or b->n == 0: nothing this round) as rows
+ * [row0, row0 + b->n) of the file; validated as by tf_sample_writer_append. */
+int tf_sample_pwriter_write(tf_sample_pwriter *w, int64_t row0, const tf_sample_block *b);
+/* Rows accepted from this rank so far (not collective). */
+int64_t tf_sample_pwriter_rows(const tf_sample_pwriter *w);
+/* (collective) Finishes and frees w (also on error).  NULL is harmless (TF_OK) when it is NULL
+ * on every rank. */
+int tf_sample_pwriter_close(tf_sample_pwriter *w);
+/* (collective) Frees w and removes the temporary; <path> is untouched.  NULL: as for close. */
+void tf_sample_pwriter_abort(tf_sample_pwriter *w);
 
 /* ================================ data matrices ==============================================
  *

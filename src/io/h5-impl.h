@@ -1,6 +1,7 @@
-/* h5-impl.h — private HDF5 plumbing shared by h5io.c and h5result.c (not installed).
+/* h5-impl.h — private HDF5 plumbing shared by h5io.c, h5result.c and h5par.c (not installed).
  *
- * Implemented in h5util.c.  None is collective.  The tf__h5_ prefix marks these as internal to
+ * Implemented in h5util.c, except the sample-file helpers at the end (h5io.c).  None is
+ * collective.  The tf__h5_ prefix marks these as internal to
  * the core library: they are not part of include/tradeflow/ and may change at any time.
  *
  * Conventions: `path` names the file in messages; every failure is reported through tf_error()
@@ -16,6 +17,7 @@
 #include <hdf5.h>
 
 #include "tradeflow/error.h"
+#include "tradeflow/h5io.h"
 
 /* ---- error reporting ------------------------------------------------------------------------ */
 
@@ -49,6 +51,10 @@ void tf__h5_close(hid_t *id);
 
 /* malloc'd copy of s (NULL: ""); NULL when out of memory. */
 char *tf__h5_dup_str(const char *s);
+/* The current UTC time as ISO 8601 ("2026-11-24T10:00:00Z"; "unknown" if unavailable). */
+void tf__h5_now_iso(char *buf, size_t len);
+/* The directory part of a path ("." for a bare name), malloc'd; NULL when out of memory. */
+char *tf__h5_dir_of(const char *path);
 
 /* malloc'd "<path>.tmp.<pid>", the temporary an atomic write goes through; NULL: no memory. */
 char *tf__h5_tmp_name(const char *path);
@@ -96,5 +102,32 @@ int tf__h5_atomic_begin(tf__h5_atomic *a, const char *path);
 int tf__h5_atomic_commit(tf__h5_atomic *a);
 /* Closes whatever is still open in a->file, removes the temporary, releases *a. */
 void tf__h5_atomic_abort(tf__h5_atomic *a);
+
+/* ---- sample files (defined in h5io.c; used by the serial writer and by h5par.c) ------------ */
+
+/* The datasets in file order: x (N, D) first, then c, log_p, log_q, log_w (N). */
+enum { TF__H5_SAMPLE_X = 0, TF__H5_SAMPLE_NDSETS = 5 };
+extern const char *const tf__h5_sample_dsets[TF__H5_SAMPLE_NDSETS];
+
+/* Open-time arguments: D in range, attrs->deflate valid (attrs may be NULL); *level receives the
+ * zlib level to use (0: no compression). */
+int tf__h5_sample_args(const char *path, int64_t d, const tf_sample_attrs *attrs, int *level);
+
+/* Validate block b of D columns whose first row is row `row0` of the file (rows in messages are
+ * numbered from there): arrays present, size, finiteness and log_w consistency (TF_EINVAL /
+ * TF_ERANGE / TF_ENUMERIC naming the array and row).  On success *lq and *lw point to the log_q
+ * and log_w to write: b's own, or arrays in *tmp (malloc'd: NaN log_q, log_q - log_p) that the
+ * caller frees; for b->n == 0 all three are NULL. */
+int tf__h5_sample_prepare(const char *path, int64_t d, int64_t row0, const tf_sample_block *b,
+                          const double **lq, const double **lw, double **tmp);
+
+/* The root attributes D, model, physics, physics_params and config (attrs may be NULL). */
+int tf__h5_sample_put_attrs(hid_t f, const char *path, int64_t d, const tf_sample_attrs *attrs);
+
+/* The five datasets with n rows (maximum: unlimited), chunked in whole rows of about 512 KiB,
+ * shuffle + deflate at `level` (0: none; also none when this HDF5 lacks deflate).  ds[] receives
+ * the open datasets; on error the ones created are closed and set invalid. */
+int tf__h5_sample_create(hid_t f, const char *path, int64_t d, int64_t n, int level,
+                         hid_t ds[TF__H5_SAMPLE_NDSETS]);
 
 #endif

@@ -9,6 +9,8 @@
  * None is collective.  Every exported function that touches HDF5 runs with HDF5's error
  * printing off (tf__h5_quiet_on/off) and reports through tf_error().  The plumbing shared with
  * h5result.c (errors, attribute writers, atomic files) is in h5util.c, declared in h5-impl.h.
+ * Defined here for the collective writer of h5par.c (h5-impl.h): tf__h5_sample_dsets,
+ * tf__h5_sample_args/prepare/put_attrs/create.
  * Layouts: include/tradeflow/h5io.h and docs/FILES.md.
  */
 #include <ctype.h>
@@ -858,7 +860,11 @@ int tf_checkpoint_read_config(const char *path, char **text) {
 /* ---- sample files ---------------------------------------------------------------------------- */
 
 enum { S_X, S_C, S_LOGP, S_LOGQ, S_LOGW, NSDS };
-static const char *const sds_name[NSDS] = {"x", "c", "log_p", "log_q", "log_w"};
+_Static_assert((int)S_X == (int)TF__H5_SAMPLE_X && (int)NSDS == (int)TF__H5_SAMPLE_NDSETS,
+               "the sample layout of h5-impl.h");
+/* shared with h5par.c (h5-impl.h) */
+const char *const tf__h5_sample_dsets[NSDS] = {"x", "c", "log_p", "log_q", "log_w"};
+#define sds_name tf__h5_sample_dsets
 
 struct tf_sample_writer {
   tf__h5_atomic af;
@@ -875,7 +881,7 @@ static int logw_consistent(double lq, double lp, double lw) {
   return isfinite(lw) && fabs(lw - e) <= 1e-9 * fmax(1.0, fmax(fabs(lq), fabs(lp)));
 }
 
-/* The validity rules of a sample file, shared by the writer and the reader.  `code` is the
+/* The validity rules of a sample file, shared by the writers and the reader.  `code` is the
  * status for a violation (TF_EINVAL for a caller's block, TF_EFORMAT for a file). */
 static int check_samples(const char *path, int code, int64_t row0, int64_t n, int64_t d,
                          const double *x, const double *c, const double *lp, const double *lq,
@@ -913,77 +919,30 @@ static int deflate_level(const char *path, int deflate, int *level) {
   return TF_OK;
 }
 
-static int writer_open(tf_sample_writer **out, const char *path, int64_t d,
-                       const tf_sample_attrs *attrs) {
-  if (!out) return tf_error(TF_EINVAL, "tf_sample_writer_open: out is NULL");
-  *out = NULL;
-  if (!path || !*path) return tf_error(TF_EINVAL, "tf_sample_writer_open: empty path");
+int tf__h5_sample_args(const char *path, int64_t d, const tf_sample_attrs *attrs, int *level) {
   /* one chunk row must fit HDF5's 4 GiB chunk limit */
   if (d < 1 || d > ((int64_t)1 << 28))
     return tf_error(TF_EINVAL, "%s: sample dimension D = %lld; expected 1..%lld", path,
                     (long long)d, (long long)1 << 28);
-  tf_sample_attrs none = {NULL, NULL, NULL, NULL, 0};
-  if (!attrs) attrs = &none;
-  int level = 0, st = deflate_level(path, attrs->deflate, &level);
-  if (st != TF_OK) return st;
-  tf_sample_writer *w = calloc(1, sizeof *w);
-  if (!w) return tf_error(TF_ENOMEM, "%s: out of memory", path);
-  for (int k = 0; k < NSDS; k++) w->ds[k] = H5I_INVALID_HID;
-  w->d = d;
-  if ((st = tf__h5_atomic_begin(&w->af, path)) != TF_OK) {
-    free(w);
-    return st;
-  }
-  hid_t f = w->af.file, dcpl = H5I_INVALID_HID, s = H5I_INVALID_HID;
-  st = tf__h5_put_header(f, path, TF_SAMPLES_FORMAT);
-  if (st == TF_OK) st = tf__h5_attr_put_i64(f, path, "D", d);
-  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "model", attrs->model);
-  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "physics", attrs->physics);
-  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "physics_params", attrs->physics_params);
-  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "config", attrs->config_text);
-  /* Without the deflate filter in this HDF5 the file is still valid, only larger. */
-  if (level > 0 && H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0) level = 0;
-  for (int k = 0; st == TF_OK && k < NSDS; k++) {
-    const int rank = k == S_X ? 2 : 1;
-    hsize_t dims[2] = {0, (hsize_t)d}, maxd[2] = {H5S_UNLIMITED, (hsize_t)d};
-    hsize_t chunk[2] = {CHUNK_ELEMS, (hsize_t)d};
-    if (k == S_X) chunk[0] = d >= CHUNK_ELEMS ? 1 : (hsize_t)(CHUNK_ELEMS / d);
-    dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    s = H5Screate_simple(rank, dims, maxd);
-    if (dcpl < 0 || s < 0 || H5Pset_chunk(dcpl, rank, chunk) < 0 ||
-        (level > 0 && (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)level) < 0)))
-      st = tf__h5_fail(TF_EIO, "%s: cannot set up dataset '%s'", path, sds_name[k]);
-    else if ((w->ds[k] = H5Dcreate2(f, sds_name[k], H5T_IEEE_F64LE, s, H5P_DEFAULT, dcpl,
-                                    H5P_DEFAULT)) < 0)
-      st = tf__h5_fail(TF_EIO, "%s: cannot create dataset '%s'", path, sds_name[k]);
-    tf__h5_close(&s);
-    tf__h5_close(&dcpl);
-  }
-  if (st != TF_OK) {
-    tf_sample_writer_abort(w);
-    return st;
-  }
-  *out = w;
-  return TF_OK;
+  return deflate_level(path, attrs ? attrs->deflate : 0, level);
 }
 
-static int writer_append(tf_sample_writer *w, const tf_sample_block *b) {
-  if (!w) return tf_error(TF_EINVAL, "tf_sample_writer_append: writer is NULL");
-  const char *path = w->af.path;
-  if (w->status != TF_OK)
-    return tf_error(w->status, "%s: the sample writer failed earlier; close or abort it", path);
+int tf__h5_sample_prepare(const char *path, int64_t d, int64_t row0, const tf_sample_block *b,
+                          const double **lq_out, const double **lw_out, double **tmp_out) {
+  *lq_out = *lw_out = NULL;
+  *tmp_out = NULL;
   if (!b || b->n < 0) return tf_error(TF_EINVAL, "%s: sample block is NULL or has n < 0", path);
   if (b->n == 0) return TF_OK;
   if (!b->x || !b->c || !b->log_p)
     return tf_error(TF_EINVAL, "%s: sample block needs x, c and log_p", path);
   if (b->log_w && !b->log_q)
     return tf_error(TF_EINVAL, "%s: sample block has log_w but no log_q", path);
-  if (b->n > (INT64_MAX - w->n) || (uint64_t)b->n > SIZE_MAX / sizeof(double) / 2 / (uint64_t)w->d)
+  if ((uint64_t)b->n > SIZE_MAX / sizeof(double) / 2 / (uint64_t)d)
     return tf_error(TF_ERANGE, "%s: sample block of %lld rows is too large", path,
                     (long long)b->n);
-  const int64_t n = b->n, d = w->d;
-  int st = check_samples(path, TF_EINVAL, w->n, n, d, b->x, b->c, b->log_p, b->log_q, b->log_w);
-  if (st != TF_OK) return st; /* nothing written yet: the writer stays usable */
+  const int64_t n = b->n;
+  int st = check_samples(path, TF_EINVAL, row0, n, d, b->x, b->c, b->log_p, b->log_q, b->log_w);
+  if (st != TF_OK) return st;
   double *tmp = NULL;
   const double *lq = b->log_q, *lw = b->log_w;
   if (!lq || !lw) {
@@ -997,6 +956,91 @@ static int writer_append(tf_sample_writer *w, const tf_sample_block *b) {
       lw = tmp + n;
     }
   }
+  *lq_out = lq;
+  *lw_out = lw;
+  *tmp_out = tmp;
+  return TF_OK;
+}
+
+int tf__h5_sample_put_attrs(hid_t f, const char *path, int64_t d, const tf_sample_attrs *attrs) {
+  const tf_sample_attrs none = {NULL, NULL, NULL, NULL, 0};
+  if (!attrs) attrs = &none;
+  int st = tf__h5_attr_put_i64(f, path, "D", d);
+  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "model", attrs->model);
+  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "physics", attrs->physics);
+  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "physics_params", attrs->physics_params);
+  if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "config", attrs->config_text);
+  return st;
+}
+
+int tf__h5_sample_create(hid_t f, const char *path, int64_t d, int64_t n, int level,
+                         hid_t ds[NSDS]) {
+  int st = TF_OK;
+  for (int k = 0; k < NSDS; k++) ds[k] = H5I_INVALID_HID;
+  /* Without the deflate filter in this HDF5 the file is still valid, only larger. */
+  if (level > 0 && H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0) level = 0;
+  for (int k = 0; st == TF_OK && k < NSDS; k++) {
+    const int rank = k == S_X ? 2 : 1;
+    hsize_t dims[2] = {(hsize_t)n, (hsize_t)d}, maxd[2] = {H5S_UNLIMITED, (hsize_t)d};
+    hsize_t chunk[2] = {CHUNK_ELEMS, (hsize_t)d};
+    if (k == S_X) chunk[0] = d >= CHUNK_ELEMS ? 1 : (hsize_t)(CHUNK_ELEMS / d);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), s = H5Screate_simple(rank, dims, maxd);
+    if (dcpl < 0 || s < 0 || H5Pset_chunk(dcpl, rank, chunk) < 0 ||
+        (level > 0 && (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)level) < 0)))
+      st = tf__h5_fail(TF_EIO, "%s: cannot set up dataset '%s'", path, sds_name[k]);
+    else if ((ds[k] = H5Dcreate2(f, sds_name[k], H5T_IEEE_F64LE, s, H5P_DEFAULT, dcpl,
+                                 H5P_DEFAULT)) < 0)
+      st = tf__h5_fail(TF_EIO, "%s: cannot create dataset '%s'", path, sds_name[k]);
+    tf__h5_close(&s);
+    tf__h5_close(&dcpl);
+  }
+  if (st != TF_OK)
+    for (int k = 0; k < NSDS; k++) tf__h5_close(&ds[k]);
+  return st;
+}
+
+static int writer_open(tf_sample_writer **out, const char *path, int64_t d,
+                       const tf_sample_attrs *attrs) {
+  if (!out) return tf_error(TF_EINVAL, "tf_sample_writer_open: out is NULL");
+  *out = NULL;
+  if (!path || !*path) return tf_error(TF_EINVAL, "tf_sample_writer_open: empty path");
+  int level = 0, st = tf__h5_sample_args(path, d, attrs, &level);
+  if (st != TF_OK) return st;
+  tf_sample_writer *w = calloc(1, sizeof *w);
+  if (!w) return tf_error(TF_ENOMEM, "%s: out of memory", path);
+  for (int k = 0; k < NSDS; k++) w->ds[k] = H5I_INVALID_HID;
+  w->d = d;
+  if ((st = tf__h5_atomic_begin(&w->af, path)) != TF_OK) {
+    free(w);
+    return st;
+  }
+  hid_t f = w->af.file;
+  st = tf__h5_put_header(f, path, TF_SAMPLES_FORMAT);
+  if (st == TF_OK) st = tf__h5_sample_put_attrs(f, path, d, attrs);
+  if (st == TF_OK) st = tf__h5_sample_create(f, path, d, 0, level, w->ds);
+  if (st != TF_OK) {
+    tf_sample_writer_abort(w);
+    return st;
+  }
+  *out = w;
+  return TF_OK;
+}
+
+static int writer_append(tf_sample_writer *w, const tf_sample_block *b) {
+  if (!w) return tf_error(TF_EINVAL, "tf_sample_writer_append: writer is NULL");
+  const char *path = w->af.path;
+  if (w->status != TF_OK)
+    return tf_error(w->status, "%s: the sample writer failed earlier; close or abort it", path);
+  if (b && b->n > INT64_MAX - w->n)
+    return tf_error(TF_ERANGE, "%s: sample block of %lld rows is too large", path,
+                    (long long)b->n);
+  const double *lq, *lw;
+  double *tmp;
+  const int64_t d = w->d;
+  /* validation failure: nothing written yet, the writer stays usable */
+  int st = tf__h5_sample_prepare(path, d, w->n, b, &lq, &lw, &tmp);
+  if (st != TF_OK || b->n == 0) return st;
+  const int64_t n = b->n;
   const double *src[NSDS] = {b->x, b->c, b->log_p, lq, lw};
   for (int k = 0; st == TF_OK && k < NSDS; k++) {
     const int rank = k == S_X ? 2 : 1;

@@ -126,7 +126,7 @@ int tf__h5_attr_put_i64(hid_t obj, const char *path, const char *name, int64_t v
   return tf__h5_attr_put(obj, path, name, H5T_STD_I64LE, H5T_NATIVE_INT64, 0, &v);
 }
 
-static void now_iso(char *buf, size_t len) {
+void tf__h5_now_iso(char *buf, size_t len) {
   const time_t t = time(NULL);
   struct tm tm;
   if (!gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
@@ -135,7 +135,7 @@ static void now_iso(char *buf, size_t len) {
 
 int tf__h5_put_header(hid_t f, const char *path, const char *format) {
   char created[32];
-  now_iso(created, sizeof created);
+  tf__h5_now_iso(created, sizeof created);
   int st = tf__h5_attr_put_str(f, path, "format", format);
   if (st == TF_OK) st = tf__h5_attr_put_i64(f, path, "format_version", TF_H5_FORMAT_VERSION);
   if (st == TF_OK) st = tf__h5_attr_put_str(f, path, "tradeflow_version", tf_h5_version());
@@ -241,7 +241,7 @@ static int write_all(int fd, const unsigned char *p, size_t n) {
   return 0;
 }
 
-static char *dir_of(const char *path) {
+char *tf__h5_dir_of(const char *path) {
   const char *slash = strrchr(path, '/');
   if (!slash) return tf__h5_dup_str(".");
   const size_t n = slash == path ? 1 : (size_t)(slash - path);
@@ -286,7 +286,7 @@ int tf__h5_atomic_commit(tf__h5_atomic *a) {
   }
   /* Without this the rename itself may not survive a crash.  Some file systems cannot sync a
    * directory (EINVAL); the file is in place either way. */
-  dir = dir_of(a->path);
+  dir = tf__h5_dir_of(a->path);
   fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
   if (fd >= 0) {
     if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
