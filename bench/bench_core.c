@@ -40,6 +40,7 @@
 #include "tradeflow/params.h"
 #include "tradeflow/rng.h"
 #include "tradeflow/tensor.h"
+#include "bench_util.h"
 
 /* OpenBLAS's thread control, declared by its cblas.h.  Weak, so that bench_core still links
  * (and then relies on OPENBLAS_NUM_THREADS=1 alone) when the BLAS is not OpenBLAS. */
@@ -57,46 +58,6 @@ typedef struct {
   uint64_t seed;
   int check;
 } bench_opts;
-
-/* One case's result line, built up as key=value pairs. */
-typedef struct {
-  char buf[2048];
-  size_t len;
-} bench_out;
-
-static void out_add(bench_out *out, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void out_add(bench_out *out, const char *key, const char *fmt, ...) {
-  va_list ap;
-  int k;
-  if (out->len >= sizeof out->buf) return;
-  k = snprintf(out->buf + out->len, sizeof out->buf - out->len, " %s=", key);
-  if (k < 0) return;
-  out->len += (size_t)k;
-  if (out->len >= sizeof out->buf) return;
-  va_start(ap, fmt);
-  k = vsnprintf(out->buf + out->len, sizeof out->buf - out->len, fmt, ap);
-  va_end(ap);
-  if (k < 0) return;
-  out->len += (size_t)k;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return (n % 2) ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* A benchmark step: returns 0 on success, nonzero on failure. */
 typedef int (*step_fn)(void *state);

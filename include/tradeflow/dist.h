@@ -57,8 +57,8 @@ int tf_dist_agree(const tf_dist *d, int rc);
 
 /* (collective) buf[0..n) <- the mean over ranks of buf, bit-identical on every rank: each
  * of P equal slices is summed at one rank (MPI_Reduce_scatter_block) and the slices are
- * gathered (MPI_Allgather), the bandwidth-optimal pattern of a ring allreduce.  work: at
- * least tf_dist_mean_work(d, n) elements of scratch (none needed for the serial group). */
+ * gathered (MPI_Allgather).  work: at least tf_dist_mean_work(d, n) elements of scratch
+ * (none needed for the serial group).  Cost: docs/MPI-scaling.md. */
 int64_t tf_dist_mean_work(const tf_dist *d, int64_t n);
 int tf_dist_mean(const tf_dist *d, tf_real *buf, int64_t n, tf_real *work);
 

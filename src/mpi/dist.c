@@ -203,12 +203,12 @@ int tf_dist_check_replicas(const tf_dist *d, int n, const void *const *ptr, cons
           k += (size_t)snprintf(ranks + k, sizeof ranks - k, "%s%d", k ? ", " : "", q);
       }
     if (nbad) {
+      const unsigned long long h0 = all[i];
       free(all);
       return tf_error(TF_EMPI, "replica check at %s: the %s of %d rank(s) (%s%s) differ from "
                       "rank 0's (hash %016llx); the replicas have diverged, which points to "
                       "non-deterministic arithmetic or a memory fault on those ranks",
-                      what, names[i], nbad, ranks, nbad > 16 ? ", ..." : "",
-                      (unsigned long long)all[i]);
+                      what, names[i], nbad, ranks, nbad > 16 ? ", ..." : "", h0);
     }
   }
   free(all);

@@ -300,9 +300,27 @@ static void test_io_failure_on_rank0(void **state) {
   drop(&m);
 }
 
+/* The replica check itself: a single changed bit on the last rank is found and named. */
+static void test_replica_check_finds_a_bit(void **state) {
+  (void)state;
+  double v[64];
+  for (int i = 0; i < 64; i++) v[i] = i * 0.25;
+  const void *ptr[2] = {v, v + 32};
+  const size_t len[2] = {32 * sizeof(double), 32 * sizeof(double)};
+  const char *names[2] = {"first half", "second half"};
+  assert_int_equal(tf_dist_check_replicas(&world, 2, ptr, len, names, "test"), TF_OK);
+  if (world.size == 1) return;
+  if (world.rank == world.size - 1) v[40] = nextafter(v[40], 1e9);
+  assert_int_equal(tf_dist_check_replicas(&world, 2, ptr, len, names, "test"), TF_EMPI);
+  char want[64];
+  snprintf(want, sizeof want, "the second half of 1 rank(s) (%d)", world.size - 1);
+  assert_non_null(strstr(tf_errmsg(), want));
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_replica_check_finds_a_bit),
       cmocka_unit_test(test_replicas_identical_and_runs_repeatable),
       cmocka_unit_test(test_resume),
       cmocka_unit_test(test_bad_input_on_one_rank),
