@@ -47,6 +47,7 @@ struct tf_loss_state {
   int D;
   uint64_t seed;
   tf_dist dist;
+  double *sum_tmp;            /* scratch of the refresh's rank-ordered sum (P > 1) */
   int K, k0;                  /* grid size and the index of c0 */
   double grid[MAX_GRID + 1];
   double A[MAX_GRID + 1];     /* <A>_c estimates (exponentially averaged) */
@@ -173,6 +174,14 @@ tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_flow *flow, uint64_t
   ls->D = tf_flow_get_config(flow)->dim;
   ls->seed = seed;
   ls->dist = dist ? *dist : tf_dist_serial();
+  if (ls->dist.size > 1) {
+    ls->sum_tmp = malloc(sizeof(double) * 3 * (MAX_GRID + 1) * (size_t)ls->dist.size);
+    if (!ls->sum_tmp) {
+      tf_error(TF_ENOMEM, "loss: out of memory");
+      free(ls);
+      return NULL;
+    }
+  }
   ls->last_b = ls->last_e = ls->last_lambda = NAN;
   /* grid: K log-spaced points over [c_min, c_max], c0 inserted unless it is one of them */
   const int K = cfg->grid_points;
@@ -205,6 +214,7 @@ tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_flow *flow, uint64_t
 void tf_loss_destroy(tf_loss_state *ls) {
   if (!ls) return;
   free(ls->xd), free(ls->cd), free(ls->lq), free(ls->dq), free(ls->gx), free(ls->w), free(ls->idx);
+  free(ls->sum_tmp);
   free(ls);
 }
 
@@ -383,7 +393,7 @@ int tf_loss_prepare(tf_loss_state *ls, tf_ctx *ctx, int64_t step, int monitor) {
   tf_ctx_reset(ctx);
   tf_ctx_set_grad(ctx, g);
   rc = tf_dist_agree(&ls->dist, rc);
-  if (rc == TF_OK) rc = tf_dist_sum(&ls->dist, st, 3 * K, NULL);
+  if (rc == TF_OK) rc = tf_dist_sum(&ls->dist, st, 3 * K, ls->sum_tmp);
   if (rc != TF_OK) return rc;
   for (int k = 0; k < K; k++) {
     ls->A[k] = st[k];
