@@ -469,7 +469,7 @@ static int cmp_iv(const void *a, const void *b) {
 
 /* Every row of [0, n_total) written exactly once, given all (first, count) pairs. */
 static int check_cover(const char *path, int64_t *iv, size_t n_iv, int64_t n_total) {
-  qsort(iv, n_iv, 2 * sizeof *iv, cmp_iv);
+  if (n_iv > 1) qsort(iv, n_iv, 2 * sizeof *iv, cmp_iv); /* iv may be NULL when empty */
   int64_t next = 0; /* rows [0, next) are covered */
   for (size_t i = 0; i < n_iv; i++) {
     const int64_t a = iv[2 * i], e = a + iv[2 * i + 1];
