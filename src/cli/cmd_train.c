@@ -194,14 +194,14 @@ int tf_cli_train(int argc, char **argv) {
       tf_cli_train_config(cfg, &tc) != TF_OK ||
       tf_cli_loss_config(cfg, phys, phys ? &range : NULL, &tc.loss) != TF_OK ||
       load_data(cfg, phys, range.c0, &dt) != TF_OK)
-    goto fail;
+    goto set_up;
   if (!dt.x && tf_loss_uses_data(&tc.loss)) {
     tf_error(TF_EINVAL, "%s: no training data: data.file is missing and data.exact_samples is "
              "0; loss.kind = %s%s needs samples at c0 (give data.file, or data.exact_samples "
              "with a physics module that has an exact sampler)", path,
              tf_config_str(cfg, "loss", "kind"),
              tc.loss.kind == TF_LOSS_TRADE ? " with an NLL boundary" : "");
-    goto fail;
+    goto set_up;
   }
   tc.augment = tf_config_bool(cfg, "data", "augment");
   if (tc.augment && (!phys || !tf_physics_augment_group(phys) || !dt.x)) {
@@ -209,10 +209,10 @@ int tf_cli_train(int argc, char **argv) {
              "a symmetry group (%s%s%s)", tf_config_where(cfg, "data", "augment"),
              !phys ? "no physics.name given" : !dt.x ? "this loss reads no data" : "module ",
              phys && dt.x ? tf_physics_name(phys) : "", phys && dt.x ? " has none" : "");
-    goto fail;
+    goto set_up;
   }
   if (tf_cli_flow_config(cfg, dt.d ? dt.d : phys ? tf_physics_dim(phys) : 0, &fc) != TF_OK)
-    goto fail;
+    goto set_up;
   const double data_c = phys && !tf_config_is_set(cfg, "data", "condition")
                             ? range.c0 : tf_config_real(cfg, "data", "condition");
   if (tf_config_int(cfg, "model", "dim") == 0) {
@@ -221,38 +221,38 @@ int tf_cli_train(int argc, char **argv) {
     set[n_set++] = dimset;
     tf_config_destroy(cfg);
     cfg = tf_config_load(path, tf_cli_schema, tf_cli_schema_n, n_set, set);
-    if (!cfg) goto fail;
+    if (!cfg) goto set_up;
   }
   const char *dir = tf_config_str(cfg, "output", "dir");
   if (snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", dir) >= (int)sizeof ckpt ||
       snprintf(cfgout, sizeof cfgout, "%s/config.ini", dir) >= (int)sizeof cfgout) {
     tf_error(TF_EINVAL, "output.dir is too long: %s", dir);
-    goto fail;
+    goto set_up;
   }
   if (resume) {
     if (access(ckpt, F_OK) != 0) {
       tf_error(TF_EIO, "--resume: no checkpoint %s (output.dir = %s, %s)", ckpt, dir,
                tf_config_where(cfg, "output", "dir"));
-      goto fail;
+      goto set_up;
     }
     rec = tf_cli_load_model(ckpt, NULL);
-    if (!rec || same_model(cfg, rec, ckpt) != TF_OK) goto fail;
+    if (!rec || same_model(cfg, rec, ckpt) != TF_OK) goto set_up;
   } else if (access(ckpt, F_OK) == 0) {
     tf_error(TF_EIO, "%s exists: pass --resume to continue that run, or set another "
              "output.dir (%s); tradeflow does not overwrite a checkpoint", ckpt,
              tf_config_where(cfg, "output", "dir"));
-    goto fail;
+    goto set_up;
   }
-  if (dist->rank == 0 && make_dir(dir) != TF_OK) goto fail;
+  if (dist->rank == 0 && make_dir(dir) != TF_OK) goto set_up;
   text = tf_config_text(cfg);
   if (!text) {
     tf_error(TF_ENOMEM, "out of memory");
-    goto fail;
+    goto set_up;
   }
 
   params = tf_params_create();
   flow = params ? tf_flow_create(&fc, params) : NULL;
-  if (!flow || tf_params_finalize(params) != TF_OK || tf_flow_init(flow) != TF_OK) goto fail;
+  if (!flow || tf_params_finalize(params) != TF_OK || tf_flow_init(flow) != TF_OK) goto set_up;
   tc.checkpoint = ckpt;
   tc.config_text = text;
   tc.model_name = tf_config_str(cfg, "model", "name");
@@ -260,9 +260,9 @@ int tf_cli_train(int argc, char **argv) {
   tc.dist = dist;
   tf_dataset ds = {dt.n, dt.d, dt.x, dt.c, data_c};
   tr = tf_trainer_create(&tc, flow, params, dt.x ? &ds : NULL);
-  if (!tr) goto fail;
+  if (!tr) goto set_up;
   setup_ok = 1;
-fail:
+set_up:
   /* the set-up's outcome on every rank: from here on, failures are collective */
   if (tf_dist_agree(dist, setup_ok ? TF_OK : TF_EINVAL) != TF_OK) goto report;
   if (resume && tf_trainer_resume(tr, ckpt) != TF_OK) goto report;

@@ -9,6 +9,9 @@
 
 #include <cmocka.h>
 
+#define TF_TEST_MPI
+#include "testutil.h"
+
 #include "tradeflow/rng.h"
 
 enum { NW = 1024 };
@@ -45,8 +48,5 @@ int main(int argc, char **argv) {
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   /* any failing rank fails the job */
-  int worst = 0;
-  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return worst;
+  return tf_test_mpi_finish(rc);
 }

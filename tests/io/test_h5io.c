@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testutil.h"
 #include <hdf5.h>
 
 #include "tradeflow/h5io.h"
@@ -43,28 +45,6 @@ typedef struct {
   int next;
 } fixture;
 
-static void rm_rf(const char *path) {
-  struct stat sb;
-  if (lstat(path, &sb) != 0) return;
-  if (S_ISDIR(sb.st_mode)) {
-    chmod(path, 0700);
-    DIR *d = opendir(path);
-    if (d) {
-      struct dirent *e;
-      while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char sub[1024];
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-        rm_rf(sub);
-      }
-      closedir(d);
-    }
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
-}
-
 static int setup(void **state) {
   fixture *fx = calloc(1, sizeof *fx);
   if (!fx) return -1;
@@ -84,7 +64,7 @@ static int teardown(void **state) {
   const ssize_t open_files = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_FILE | H5F_OBJ_DATASET |
                                                                H5F_OBJ_GROUP | H5F_OBJ_ATTR);
   if (open_files != 0) print_error("%zd HDF5 objects left open\n", open_files);
-  rm_rf(fx->dir);
+  tf_test_rm_rf(fx->dir);
   free(fx);
   return open_files == 0 ? 0 : -1;
 }

@@ -17,6 +17,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#define TF_TEST_MPI
+#include "testutil.h"
 #include <hdf5.h>
 
 #include "tradeflow/dist.h"
@@ -31,28 +34,6 @@ typedef struct {
   char buf[8][640];
   int next;
 } fixture;
-
-static void rm_rf(const char *path) {
-  struct stat sb;
-  if (lstat(path, &sb) != 0) return;
-  if (S_ISDIR(sb.st_mode)) {
-    chmod(path, 0700);
-    DIR *d = opendir(path);
-    if (d) {
-      struct dirent *e;
-      while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char sub[1024];
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-        rm_rf(sub);
-      }
-      closedir(d);
-    }
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
-}
 
 static int setup(void **state) {
   fixture *fx = calloc(1, sizeof *fx);
@@ -80,7 +61,7 @@ static int teardown(void **state) {
                                                               H5F_OBJ_GROUP | H5F_OBJ_ATTR);
   if (open_objs != 0) print_error("%zd HDF5 objects left open\n", open_objs);
   MPI_Barrier(MPI_COMM_WORLD);
-  if (fx->d.rank == 0) rm_rf(fx->dir);
+  if (fx->d.rank == 0) tf_test_rm_rf(fx->dir);
   free(fx);
   return open_objs == 0 ? 0 : -1;
 }
@@ -568,8 +549,5 @@ int main(int argc, char **argv) {
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   /* any failing rank fails the job */
-  int worst = 0;
-  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return worst;
+  return tf_test_mpi_finish(rc);
 }

@@ -21,6 +21,9 @@
 
 #include <cmocka.h>
 
+#define TF_TEST_MPI
+#include "testutil.h"
+
 #include "tradeflow/dist.h"
 #include "tradeflow/error.h"
 #include "tradeflow/physics.h"
@@ -178,8 +181,5 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_continuous_one_vs_two_ranks),
   };
   int rc = cmocka_run_group_tests(tests, setup, teardown);
-  int worst = 0;
-  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return worst;
+  return tf_test_mpi_finish(rc);
 }

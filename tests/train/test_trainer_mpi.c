@@ -17,6 +17,9 @@
 
 #include <cmocka.h>
 
+#define TF_TEST_MPI
+#include "testutil.h"
+
 #include "tradeflow/dist.h"
 #include "tradeflow/error.h"
 #include "tradeflow/physics.h"
@@ -52,11 +55,7 @@ static int teardown(void **state) {
   free(data_x);
   tf_physics_destroy(phys);
   MPI_Barrier(MPI_COMM_WORLD);
-  if (world.rank == 0) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) return -1;
-  }
+  if (world.rank == 0) tf_test_rm_rf(tmpdir);
   return 0;
 }
 
@@ -328,8 +327,5 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_io_failure_on_rank0),
   };
   int rc = cmocka_run_group_tests(tests, setup, teardown);
-  int worst = 0;
-  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return worst;
+  return tf_test_mpi_finish(rc);
 }
