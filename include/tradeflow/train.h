@@ -200,7 +200,8 @@ double tf_trainer_last_loss(const tf_trainer *t); /* training loss of the last g
 double tf_trainer_comm_seconds(const tf_trainer *t);
 
 /* Ask every running trainer to stop at the next step boundary (async-signal-safe: this is
- * what the SIGTERM/SIGINT handler calls).  tf_train_install_signals() installs that handler. */
+ * what the SIGTERM/SIGINT/SIGUSR1 handler calls).  tf_train_install_signals() installs that
+ * handler (SIGUSR1: SLURM's --signal=USR1@T warning before the time limit). */
 void tf_train_request_stop(void);
 void tf_train_install_signals(void);
 

@@ -31,7 +31,7 @@ static void usage(FILE *f) {
           "<output.dir>/checkpoint.h5 and <output.dir>/config.ini.  --resume continues the run\n"
           "in output.dir from its checkpoint (bit-identical to an uninterrupted run).\n"
           "Exit status: 0 done, 1 failed during training, 2 bad usage/config/data (nothing\n"
-          "was run), 3 stopped on request (SIGTERM/SIGINT, train.max_steps_per_run) with a\n"
+          "was run), 3 stopped on request (SIGTERM/SIGINT/SIGUSR1, train.max_steps_per_run) with a\n"
           "checkpoint to resume from.\n");
 }
 

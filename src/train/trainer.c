@@ -50,6 +50,8 @@ void tf_train_install_signals(void) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  /* SLURM's --signal=USR1@T warns a job step before its time limit */
+  sigaction(SIGUSR1, &sa, NULL);
 }
 
 struct tf_trainer {
