@@ -61,6 +61,7 @@ int tf_physics_mcmc(const tf_physics *p, double c, const tf_mcmc_config *cfg, co
     return tf_error(TF_EINVAL, "tf_physics_mcmc (%s): x is NULL", p->m->name);
   rc = tf_phys_check_param(p, c);
   if (rc) return rc;
+  if (p->m->mcmc) return p->m->mcmc(p, c, cfg, x0, rng, x, stats);
 
   const int64_t nc = cfg->chains, d = p->dim, nd = nc * d;
   /* cur, grad, prop, gprop, noise (nd each); lq, lqp, cvec (nc each) */
@@ -84,7 +85,9 @@ int tf_physics_mcmc(const tf_physics *p, double c, const tf_mcmc_config *cfg, co
     return rc;
   }
 
-  const double scale = p->m->form == TF_PHYS_TEMPERATURE ? sqrt(c / p->c0) : sqrt(p->c0 / c);
+  const double scale = p->m->form == TF_PHYS_TEMPERATURE ? sqrt(c / p->c0)
+                       : p->m->form == TF_PHYS_BETA      ? sqrt(p->c0 / c)
+                                                         : 1;
   double step = cfg->step0 > 0 ? cfg->step0 : p->m->mala_step * scale, log_eps = log(step);
   double avg_log_eps = 0;
   int64_t n_avg = 0, n_acc = 0, n_prop = 0;

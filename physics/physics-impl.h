@@ -9,7 +9,10 @@
  * Parameter forms (tf_phys_form), with U(x) the module's energy (tf_physics_energy):
  *   TF_PHYS_TEMPERATURE  log q = -U / T,   grad_x log q = -grad U / T,  d/dT log q = U / T^2
  *   TF_PHYS_BETA         log q = -beta U,  grad_x log q = -beta grad U, d/dbeta log q = -U
- * A module whose log q is not of either form would add a `log_q` override here.
+ *   TF_PHYS_ACTION       log q = -S(x, c) from the module's `action` (lattice actions, where
+ *                        the parameter is a coupling such as kappa or m^2).  The "energy"
+ *                        observable is then S(x, c) and needs c; tf_physics_energy, which has
+ *                        no c, is TF_EUNSUP for such modules.
  *
  * Symbols shared between the physics sources carry the prefix tf_phys_ (not public API).
  */
@@ -35,7 +38,7 @@ typedef struct {
   const char *choices;
 } tf_phys_opt;
 
-typedef enum { TF_PHYS_TEMPERATURE, TF_PHYS_BETA } tf_phys_form;
+typedef enum { TF_PHYS_TEMPERATURE, TF_PHYS_BETA, TF_PHYS_ACTION } tf_phys_form;
 
 typedef struct tf_phys_module tf_phys_module;
 
@@ -63,6 +66,10 @@ struct tf_phys_module {
   /* U(x) of one row; grad_u (D) receives dU/dx when not NULL.  Never fails: non-finite x or
    * overlapping particles give non-finite values. */
   double (*energy)(const tf_physics *p, const double *x, double *grad_u);
+  /* TF_PHYS_ACTION instead of energy: S(x, c) of one row; grad_s (D) receives dS/dx and
+   * *ds_dc dS/dc when not NULL.  Never fails (non-finite x: non-finite values). */
+  double (*action)(const tf_physics *p, const double *x, double c, double *grad_s,
+                   double *ds_dc);
   /* Optional (NULL: TF_EUNSUP).  c is already checked against [lo, hi]. */
   int (*log_z)(const tf_physics *p, double c, double *log_z);
   int (*has_sampler)(const tf_physics *p, double c);
@@ -76,6 +83,10 @@ struct tf_phys_module {
    * by sqrt(T / c0) (temperature) or sqrt(c0 / beta) (beta) for other parameters. */
   void (*start)(const tf_physics *p, int64_t chain, double *x);
   double mala_step;
+  /* Optional reference sampler replacing MALA in tf_physics_mcmc (e.g. HMC for lattice
+   * fields); called with validated arguments, same contract as tf_physics_mcmc. */
+  int (*mcmc)(const tf_physics *p, double c, const tf_mcmc_config *cfg, const double *x0,
+              tf_rng *rng, double *x, tf_mcmc_stats *stats);
   /* External layout (raw_dim != dim).  NULL: only the identity (raw_dim == dim). */
   void (*import_raw)(const tf_physics *p, int64_t n, const double *raw, double *x);
   void (*export_raw)(const tf_physics *p, int64_t n, const double *x, double *raw);
@@ -85,7 +96,7 @@ struct tf_phys_module {
   const char *augment_group; /* what augment draws from, for messages and the help text */
 };
 
-/* ---- the registry (physics/molecular/...) ------------------------------------------------- */
+/* ---- the registry (physics/molecular/..., physics/lattice/...) ---------------------------- */
 
 extern const tf_phys_module tf_phys_double_well;
 extern const tf_phys_module tf_phys_multiwell;
@@ -94,6 +105,8 @@ extern const tf_phys_module tf_phys_gmm;
 extern const tf_phys_module tf_phys_mueller_brown;
 extern const tf_phys_module tf_phys_dw4;
 extern const tf_phys_module tf_phys_lj13;
+extern const tf_phys_module tf_phys_phi4;      /* physics/lattice/phi4.c */
+extern const tf_phys_module tf_phys_phi4_mass;
 
 /* ---- helpers shared by modules (physics.c, molecular/quad.c) ------------------------------ */
 

@@ -24,7 +24,7 @@
 
 static const tf_phys_module *const registry[] = {
     &tf_phys_double_well, &tf_phys_multiwell, &tf_phys_manywell, &tf_phys_gmm,
-    &tf_phys_mueller_brown, &tf_phys_dw4, &tf_phys_lj13};
+    &tf_phys_mueller_brown, &tf_phys_dw4, &tf_phys_lj13, &tf_phys_phi4, &tf_phys_phi4_mass};
 enum { N_MODULES = (int)(sizeof registry / sizeof registry[0]) };
 
 /* ---- registry ------------------------------------------------------------------------------ */
@@ -258,6 +258,17 @@ int tf_physics_log_q(const tf_physics *p, int64_t n, const double *x, const doub
     if (rc) return tf_error(rc, "%s (row %lld)", tf_errmsg(), (long long)i);
   }
   const int d = p->dim;
+  if (p->m->form == TF_PHYS_ACTION) {
+    for (int64_t i = 0; i < n; i++) {
+      double *g = grad_x ? grad_x + i * d : NULL, ds_dc;
+      const double s = p->m->action(p, x + i * d, c[i], g, dlogq_dc ? &ds_dc : NULL);
+      if (log_q) log_q[i] = -s;
+      if (g)
+        for (int k = 0; k < d; k++) g[k] = -g[k];
+      if (dlogq_dc) dlogq_dc[i] = -ds_dc;
+    }
+    return TF_OK;
+  }
   const int temperature = p->m->form == TF_PHYS_TEMPERATURE;
   for (int64_t i = 0; i < n; i++) {
     double *g = grad_x ? grad_x + i * d : NULL;
@@ -276,6 +287,10 @@ int tf_physics_energy(const tf_physics *p, int64_t n, const double *x, double *u
   int rc = check_rows(p, "tf_physics_energy", n, x);
   if (rc) return rc;
   if (n > 0 && !u) return tf_error(TF_EINVAL, "tf_physics_energy (%s): u is NULL", p->m->name);
+  if (p->m->form == TF_PHYS_ACTION)
+    return tf_error(TF_EUNSUP, "tf_physics_energy: the action of module %s depends on %s; "
+                    "use the observable 'energy' (tf_physics_observables with c)", p->m->name,
+                    p->m->param);
   for (int64_t i = 0; i < n; i++) u[i] = p->m->energy(p, x + i * p->dim, NULL);
   return TF_OK;
 }
@@ -316,13 +331,17 @@ const char *tf_physics_obs_name(const tf_physics *p, int k) {
   return p && k >= 0 && k < p->m->n_obs ? p->m->obs_names[k] : NULL;
 }
 
-/* c may be NULL: no module's observables depend on c at present (checked when given). */
+/* c may be NULL for modules with an energy U(x); action modules need it (checked when given). */
 int tf_physics_observables(const tf_physics *p, int64_t n, const double *x, const double *c,
                            double *obs) {
   int rc = check_rows(p, "tf_physics_observables", n, x);
   if (rc) return rc;
   if (n > 0 && !obs)
     return tf_error(TF_EINVAL, "tf_physics_observables (%s): obs is NULL", p->m->name);
+  const int action = p->m->form == TF_PHYS_ACTION;
+  if (n > 0 && action && !c)
+    return tf_error(TF_EINVAL, "tf_physics_observables (%s): the observables depend on %s; c "
+                    "is NULL", p->m->name, p->m->param);
   for (int64_t i = 0; c && i < n; i++) {
     rc = tf_phys_check_param(p, c[i]);
     if (rc) return tf_error(rc, "%s (row %lld)", tf_errmsg(), (long long)i);
@@ -331,7 +350,7 @@ int tf_physics_observables(const tf_physics *p, int64_t n, const double *x, cons
   for (int64_t i = 0; i < n; i++) {
     const double *xi = x + i * p->dim;
     double *o = obs + i * no;
-    o[0] = p->m->energy(p, xi, NULL);
+    o[0] = action ? p->m->action(p, xi, c[i], NULL, NULL) : p->m->energy(p, xi, NULL);
     if (p->m->observables) p->m->observables(p, xi, o[0], o);
   }
   return TF_OK;

@@ -7,4 +7,5 @@ set(TF_PHYSICS_SOURCES
   physics/molecular/wells.c
   physics/molecular/gmm.c
   physics/molecular/mueller_brown.c
-  physics/molecular/particles.c)
+  physics/molecular/particles.c
+  physics/lattice/phi4.c)

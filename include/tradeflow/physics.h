@@ -75,7 +75,8 @@ int tf_physics_log_q(const tf_physics *p, int64_t n, const double *x, const doub
                      double *log_q, double *grad_x, double *dlogq_dc);
 
 /* The potential-like quantity whose expectation is reported as "energy" (U for Boltzmann
- * targets, S for lattice actions, -log g for the GMM), per row, independent of c. */
+ * targets, -log g for the GMM), per row, independent of c.  TF_EUNSUP for lattice modules,
+ * whose action depends on the coupling: their "energy" observable is S(x, c). */
 int tf_physics_energy(const tf_physics *p, int64_t n, const double *x, double *u);
 
 /* log Z(c) = log of the integral of q(x | c) dx, exactly or by quadrature to ~1e-10.
@@ -116,9 +117,10 @@ int tf_physics_mcmc(const tf_physics *p, double c, const tf_mcmc_config *cfg, co
 
 int tf_physics_n_obs(const tf_physics *p);
 const char *tf_physics_obs_name(const tf_physics *p, int k);
-/* obs (n, n_obs) row-major: observable k of row i at parameter c[i] (c may be NULL: no
- * current module's observables depend on c).  The first observable of every module is
- * "energy" (tf_physics_energy). */
+/* obs (n, n_obs) row-major: observable k of row i at parameter c[i].  The first observable of
+ * every module is "energy": U (tf_physics_energy) for molecular modules, whose observables do
+ * not depend on c (c may then be NULL); the action S(x, c) for lattice modules, which need c
+ * (NULL: TF_EINVAL). */
 int tf_physics_observables(const tf_physics *p, int64_t n, const double *x, const double *c,
                            double *obs);
 

@@ -77,18 +77,18 @@ static double log_q1(const tf_physics *p, const double *x, double c) {
 
 static void test_registry(void **state) {
   (void)state;
-  assert_int_equal(tf_physics_module_count(), 7);
+  assert_int_equal(tf_physics_module_count(), 9);
   static const char *const want[] = {"double_well", "multiwell", "manywell", "gmm",
-                                     "mueller_brown", "dw4", "lj13"};
-  for (int i = 0; i < 7; i++) {
+                                     "mueller_brown", "dw4", "lj13", "phi4", "phi4_mass"};
+  for (int i = 0; i < 9; i++) {
     assert_string_equal(tf_physics_module_name(i), want[i]);
     const char *h = tf_physics_module_help(i);
     assert_non_null(h);
     assert_non_null(strstr(h, want[i]));
   }
-  assert_null(tf_physics_module_name(7));
+  assert_null(tf_physics_module_name(9));
   assert_null(tf_physics_module_name(-1));
-  assert_null(tf_physics_module_help(7));
+  assert_null(tf_physics_module_help(9));
 }
 
 static void expect_create_error(const char *name, const char *key, const char *value,
