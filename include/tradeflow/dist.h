@@ -55,9 +55,10 @@ int tf_dist_launched(void);
  * rank and holds its message, prefixed "rank R of P: " when the group has several ranks. */
 int tf_dist_agree(const tf_dist *d, int rc);
 
-/* (collective) buf[0..n) <- the mean over ranks of buf, bit-identical on every rank: each
- * of P equal slices is summed at one rank (MPI_Reduce_scatter_block) and the slices are
- * gathered (MPI_Allgather).  work: at least tf_dist_mean_work(d, n) elements of scratch
+/* (collective) buf[0..n) <- the mean over ranks of buf, bit-identical on every rank: a ring
+ * reduce-scatter sums each of P near-equal slices at one rank in a fixed order and a ring
+ * all-gather copies the slices to every rank (2 (P - 1) messages per rank, each rank sending
+ * 2 (P - 1) n / P values).  work: at least tf_dist_mean_work(d, n) elements of scratch
  * (none needed for the serial group).  Cost: docs/MPI-scaling.md. */
 int64_t tf_dist_mean_work(const tf_dist *d, int64_t n);
 int tf_dist_mean(const tf_dist *d, tf_real *buf, int64_t n, tf_real *work);

@@ -149,6 +149,30 @@ static int train(int kind, int64_t steps, const tf_dist *d, tf_real *out, int64_
 }
 
 /* Every loss: replicas identical on all ranks, two runs identical. */
+/* The gradient mean itself: for lengths that do not divide into P slices (and shorter than
+ * P), every rank gets the exact mean (integer-valued inputs: the sums are exact in float)
+ * and the same bits. */
+static void test_dist_mean_ring(void **state) {
+  (void)state;
+  static const int64_t lens[] = {0, 1, 2, 3, 5, 7, 1000, 4099};
+  for (size_t t = 0; t < sizeof lens / sizeof lens[0]; t++) {
+    const int64_t n = lens[t];
+    tf_real *buf = malloc(sizeof *buf * (size_t)(n + 1));
+    tf_real *work = malloc(sizeof *work * (size_t)(tf_dist_mean_work(&world, n) + 1));
+    assert_non_null(buf);
+    assert_non_null(work);
+    for (int64_t i = 0; i < n; i++) buf[i] = (tf_real)((i % 13) * (world.rank + 1));
+    assert_int_equal(tf_dist_mean(&world, buf, n, work), TF_OK);
+    const double P = world.size, f = (P + 1) / 2; /* mean of 1..P */
+    for (int64_t i = 0; i < n; i++) assert_true(buf[i] == (tf_real)((double)(i % 13) * f));
+    uint64_t h = tf_dist_hash(buf, (size_t)n * sizeof *buf, 0), h0 = h;
+    MPI_Bcast(&h0, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    assert_true(h == h0);
+    free(buf);
+    free(work);
+  }
+}
+
 static void test_replicas_identical_and_runs_repeatable(void **state) {
   (void)state;
   enum { MAXP = 20000 };
@@ -319,6 +343,7 @@ static void test_replica_check_finds_a_bit(void **state) {
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_dist_mean_ring),
       cmocka_unit_test(test_replica_check_finds_a_bit),
       cmocka_unit_test(test_replicas_identical_and_runs_repeatable),
       cmocka_unit_test(test_resume),
