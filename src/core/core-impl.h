@@ -57,6 +57,8 @@ struct tf_ctx {
   int status;           /* sticky error */
   void *scratch;        /* matmul packing buffer (64-byte aligned), kept across resets */
   size_t scratch_bytes;
+  void *conv_scratch;   /* periodic convolutions' im2col buffers, kept across resets */
+  size_t conv_scratch_bytes;
 };
 
 /* Rule table (rules.c).  Reverse: given the output cotangent gy, write gin[i] for every input

@@ -1064,28 +1064,107 @@ tf_tensor *tf_where(tf_ctx *ctx, tf_tensor *mask, tf_tensor *a, tf_tensor *b) {
 
 /* ---- periodic 3x3 convolution ------------------------------------------------------------ */
 
-/* y[j] += w * x[(j + s) mod L], s in {-1, 0, 1} */
-static inline void axpy_shift(tf_real *restrict y, const tf_real *restrict x, tf_real w,
-                              int64_t L, int s) {
-  if (s == 0) {
-    for (int64_t j = 0; j < L; j++) y[j] += w * x[j];
-  } else if (s == 1) {
-    for (int64_t j = 0; j < L - 1; j++) y[j] += w * x[j + 1];
-    y[L - 1] += w * x[0];
-  } else {
-    y[0] += w * x[L - 1];
-    for (int64_t j = 1; j < L; j++) y[j] += w * x[j - 1];
+/* ---- periodic 3x3 convolution ------------------------------------------------------------
+ *
+ * As im2col + GEMM, in the layout where the GEMM is tall and thin like the flows' dense layers
+ * (rows = sample x site, a few hundred thousand; columns = channels): for a field x (N, C, L1,
+ * L2) the column matrix X' has rows (n, s), s = i L2 + j, and columns k = (c, di, dj) with
+ *   X'[(n, s), k] = x[n, c, (i + di - 1) mod L1, (j + dj - 1) mod L2],
+ * so that, with W (Cout, Cin * 9) the weights as a matrix,
+ *   forward   y = X' W^T                      (rows (n, s), columns o), transposed to (N, Cout, S)
+ *   input     u = col2im(G' W),  G'[(n, s), o] = g[n, o, s]  (the adjoint of im2col: scatter-add)
+ *   weights   dW = G'^T X'                    (Cout, Cin * 9), summed over the chunks
+ * Samples go in chunks so that the buffers (context-owned, kept across resets, no allocation in
+ * steady state) stay near CONV_CHUNK_FLOATS whatever the batch. */
+enum { CONV_CHUNK_FLOATS = 1 << 20 };
+
+static tf_real *conv_scratch(tf_ctx *ctx, size_t n) {
+  const size_t bytes = (n * sizeof(tf_real) + 63) & ~(size_t)63;
+  if (bytes > ctx->conv_scratch_bytes) {
+    void *p = aligned_alloc(64, bytes);
+    if (!p) {
+      tf__fail(ctx, TF_ENOMEM, "conv2d_periodic: cannot allocate %zu bytes of scratch", bytes);
+      return NULL;
+    }
+    free(ctx->conv_scratch);
+    ctx->conv_scratch = p;
+    ctx->conv_scratch_bytes = bytes;
   }
+  return ctx->conv_scratch;
 }
 
-/* sum_j y[j] x[(j + s) mod L] */
-static inline double dot_shift(const tf_real *y, const tf_real *x, int64_t L, int s) {
-  double acc = 0;
-  for (int64_t j = 0; j < L; j++) acc += (double)y[j] * (double)x[((j + s) % L + L) % L];
-  return acc;
+/* C (M, N), row stride N, = op(A) op(B) in the network precision */
+static int gemm_rm(tf_ctx *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                   const tf_real *A, int64_t lda, const tf_real *B, int64_t ldb, tf_real *C) {
+#ifdef TF_DOUBLE
+  (void)ctx;
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              (int)M, (int)N, (int)K, 1.0, A, (int)lda, B, (int)ldb, 0.0, C, (int)N);
+  return TF_OK;
+#elif defined(TF_GEMM)
+  return sgemm_avx512(ctx, ta, tb, M, N, K, A, lda, B, ldb, C, NULL);
+#else
+  (void)ctx;
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, 0.0f, C, (int)N);
+  return TF_OK;
+#endif
+}
+
+/* X' rows for samples [0, nb) of x (nb, C, L1, L2): xc (nb * S, C * 9) */
+static void im2col(const tf_real *x, int64_t nb, int64_t C, int64_t L1, int64_t L2,
+                   tf_real *restrict xc) {
+  const int64_t S = L1 * L2, K = C * 9;
+  for (int64_t n = 0; n < nb; n++)
+    for (int64_t i = 0; i < L1; i++)
+      for (int64_t j = 0; j < L2; j++) {
+        tf_real *restrict row = xc + (n * S + i * L2 + j) * K;
+        for (int64_t c = 0; c < C; c++) {
+          const tf_real *f = x + (n * C + c) * S;
+          for (int di = 0; di < 3; di++) {
+            int64_t si = i + di - 1;
+            si = si < 0 ? si + L1 : si >= L1 ? si - L1 : si;
+            const tf_real *r = f + si * L2;
+            const int64_t jl = j == 0 ? L2 - 1 : j - 1, jr = j + 1 == L2 ? 0 : j + 1;
+            row[c * 9 + di * 3 + 0] = r[jl];
+            row[c * 9 + di * 3 + 1] = r[j];
+            row[c * 9 + di * 3 + 2] = r[jr];
+          }
+        }
+      }
+}
+
+/* u (nb, C, L1, L2) += the adjoint of im2col applied to gc (nb * S, C * 9) */
+static void col2im(const tf_real *restrict gc, int64_t nb, int64_t C, int64_t L1, int64_t L2,
+                   tf_real *u) {
+  const int64_t S = L1 * L2, K = C * 9;
+  for (int64_t n = 0; n < nb; n++)
+    for (int64_t i = 0; i < L1; i++)
+      for (int64_t j = 0; j < L2; j++) {
+        const tf_real *restrict row = gc + (n * S + i * L2 + j) * K;
+        for (int64_t c = 0; c < C; c++) {
+          tf_real *f = u + (n * C + c) * S;
+          for (int di = 0; di < 3; di++) {
+            int64_t si = i + di - 1;
+            si = si < 0 ? si + L1 : si >= L1 ? si - L1 : si;
+            tf_real *r = f + si * L2;
+            const int64_t jl = j == 0 ? L2 - 1 : j - 1, jr = j + 1 == L2 ? 0 : j + 1;
+            r[jl] += row[c * 9 + di * 3 + 0];
+            r[j] += row[c * 9 + di * 3 + 1];
+            r[jr] += row[c * 9 + di * 3 + 2];
+          }
+        }
+      }
 }
 
 enum { CONV_FWD, CONV_T, CONV_W };
+
+/* Samples per chunk for buffers of `per_sample` values each */
+static int64_t conv_chunk(int64_t N, int64_t per_sample) {
+  int64_t nb = CONV_CHUNK_FLOATS / (per_sample > 0 ? per_sample : 1);
+  if (nb < 1) nb = 1;
+  return nb < N ? nb : N;
+}
 
 static tf_tensor *conv_any(tf_ctx *ctx, int kind, tf_tensor *p, tf_tensor *q) {
   CHECK_IN(p);
@@ -1105,59 +1184,66 @@ static tf_tensor *conv_any(tf_ctx *ctx, int kind, tf_tensor *p, tf_tensor *q) {
              shp(q, s2));
     return NULL;
   }
-  const int64_t N = p->shape[0], L1 = p->shape[2], L2 = p->shape[3];
+  const int64_t N = p->shape[0], L1 = p->shape[2], L2 = p->shape[3], S = L1 * L2;
   tf_tensor *y;
   if (kind == CONV_FWD) { /* x = p (N,Cin,..), w = q (Cout,Cin,3,3) */
-    const int64_t Cin = q->shape[1], Cout = q->shape[0];
-    y = tf_zeros(ctx, 4, (int64_t[]){N, Cout, L1, L2});
+    const int64_t Cin = q->shape[1], Cout = q->shape[0], K = Cin * 9;
+    y = tf__alloc(ctx, 4, (int64_t[]){N, Cout, L1, L2});
     if (!y) return NULL;
-    for (int64_t n = 0; n < N; n++)
-      for (int64_t o = 0; o < Cout; o++)
-        for (int64_t c = 0; c < Cin; c++)
-          for (int di = 0; di < 3; di++)
-            for (int dj = 0; dj < 3; dj++) {
-              const tf_real w = q->data[((o * Cin + c) * 3 + di) * 3 + dj];
-              for (int64_t i = 0; i < L1; i++) {
-                const int64_t si = (i + di - 1 + L1) % L1;
-                axpy_shift(y->data + ((n * Cout + o) * L1 + i) * L2,
-                           p->data + ((n * Cin + c) * L1 + si) * L2, w, L2, dj - 1);
-              }
-            }
+    const int64_t nb = conv_chunk(N, S * (K + Cout));
+    tf_real *xc = conv_scratch(ctx, (size_t)(nb * S * (K + Cout)));
+    if (!xc) return NULL;
+    tf_real *out = xc + nb * S * K;
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+      const int64_t m = N - n0 < nb ? N - n0 : nb;
+      im2col(p->data + n0 * Cin * S, m, Cin, L1, L2, xc);
+      if (gemm_rm(ctx, 0, 1, m * S, Cout, K, xc, K, q->data, K, out)) return NULL;
+      for (int64_t n = 0; n < m; n++)
+        for (int64_t o = 0; o < Cout; o++) {
+          tf_real *restrict d = y->data + ((n0 + n) * Cout + o) * S;
+          const tf_real *restrict src = out + n * S * Cout + o;
+          for (int64_t s = 0; s < S; s++) d[s] = src[s * Cout];
+        }
+    }
   } else if (kind == CONV_T) { /* g = p (N,Cout,..), w = q (Cout,Cin,3,3) */
-    const int64_t Cout = q->shape[0], Cin = q->shape[1];
+    const int64_t Cout = q->shape[0], Cin = q->shape[1], K = Cin * 9;
     y = tf_zeros(ctx, 4, (int64_t[]){N, Cin, L1, L2});
     if (!y) return NULL;
-    /* u[n,c,p,q] = sum w[o,c,di,dj] g[n,o,p-di+1,q-dj+1] */
-    for (int64_t n = 0; n < N; n++)
-      for (int64_t c = 0; c < Cin; c++)
-        for (int64_t o = 0; o < Cout; o++)
-          for (int di = 0; di < 3; di++)
-            for (int dj = 0; dj < 3; dj++) {
-              const tf_real w = q->data[((o * Cin + c) * 3 + di) * 3 + dj];
-              for (int64_t i = 0; i < L1; i++) {
-                const int64_t si = (i - di + 1 + L1) % L1;
-                axpy_shift(y->data + ((n * Cin + c) * L1 + i) * L2,
-                           p->data + ((n * Cout + o) * L1 + si) * L2, w, L2, 1 - dj);
-              }
-            }
+    const int64_t nb = conv_chunk(N, S * (K + Cout));
+    tf_real *gt = conv_scratch(ctx, (size_t)(nb * S * (K + Cout)));
+    if (!gt) return NULL;
+    tf_real *gc = gt + nb * S * Cout;
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+      const int64_t m = N - n0 < nb ? N - n0 : nb;
+      for (int64_t n = 0; n < m; n++)
+        for (int64_t o = 0; o < Cout; o++) {
+          const tf_real *restrict src = p->data + ((n0 + n) * Cout + o) * S;
+          tf_real *restrict d = gt + n * S * Cout + o;
+          for (int64_t s = 0; s < S; s++) d[s * Cout] = src[s];
+        }
+      if (gemm_rm(ctx, 0, 0, m * S, K, Cout, gt, Cout, q->data, K, gc)) return NULL;
+      col2im(gc, m, Cin, L1, L2, y->data + n0 * Cin * S);
+    }
   } else { /* x = p (N,Cin,..), g = q (N,Cout,..) -> (Cout,Cin,3,3) */
-    const int64_t Cin = p->shape[1], Cout = q->shape[1];
+    const int64_t Cin = p->shape[1], Cout = q->shape[1], K = Cin * 9;
     y = tf_zeros(ctx, 4, (int64_t[]){Cout, Cin, 3, 3});
     if (!y) return NULL;
-    /* W[o,c,di,dj] = sum g[n,o,i,j] x[n,c,i+di-1,j+dj-1] */
-    for (int64_t o = 0; o < Cout; o++)
-      for (int64_t c = 0; c < Cin; c++)
-        for (int di = 0; di < 3; di++)
-          for (int dj = 0; dj < 3; dj++) {
-            double acc = 0;
-            for (int64_t n = 0; n < N; n++)
-              for (int64_t i = 0; i < L1; i++) {
-                const int64_t si = (i + di - 1 + L1) % L1;
-                acc += dot_shift(q->data + ((n * Cout + o) * L1 + i) * L2,
-                                 p->data + ((n * Cin + c) * L1 + si) * L2, L2, dj - 1);
-              }
-            y->data[((o * Cin + c) * 3 + di) * 3 + dj] = (tf_real)acc;
-          }
+    const int64_t nb = conv_chunk(N, S * (K + Cout));
+    tf_real *xc = conv_scratch(ctx, (size_t)(nb * S * (K + Cout) + Cout * K));
+    if (!xc) return NULL;
+    tf_real *gt = xc + nb * S * K, *dw = gt + nb * S * Cout;
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+      const int64_t m = N - n0 < nb ? N - n0 : nb;
+      im2col(p->data + n0 * Cin * S, m, Cin, L1, L2, xc);
+      for (int64_t n = 0; n < m; n++)
+        for (int64_t o = 0; o < Cout; o++) {
+          const tf_real *restrict src = q->data + ((n0 + n) * Cout + o) * S;
+          tf_real *restrict d = gt + n * S * Cout + o;
+          for (int64_t s = 0; s < S; s++) d[s * Cout] = src[s];
+        }
+      if (gemm_rm(ctx, 1, 0, Cout, K, m * S, gt, Cout, xc, K, dw)) return NULL;
+      for (int64_t i = 0; i < Cout * K; i++) y->data[i] += dw[i];
+    }
   }
   tf_tensor *in[2] = {p, q};
   tf_node nd = node0(kind == CONV_FWD ? TF_OP_CONV : kind == CONV_T ? TF_OP_CONV_T : TF_OP_CONV_W,

@@ -48,6 +48,7 @@ void tf_ctx_destroy(tf_ctx *ctx) {
   tf_arena_destroy(ctx->arena);
   free(ctx->nodes);
   free(ctx->scratch);
+  free(ctx->conv_scratch);
   free(ctx);
 }
 

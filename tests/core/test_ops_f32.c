@@ -430,6 +430,84 @@ static void test_mlp_grad_f32_vs_double(void **state) {
   tf_ctx_destroy(ctx);
 }
 
+/* The periodic convolutions (im2col + GEMM, in chunks of samples) against the defining sums in
+ * double: forward y[n,o,i,j] = sum w[o,c,a,b] x[n,c,i+a-1,j+b-1], the input adjoint and the
+ * weight gradient, on a batch large enough to be split into several chunks (600 samples of
+ * 16 channels on 8 x 6 sites) and on an odd 3 x 5 lattice. */
+static void check_conv(int64_t N, int64_t Cin, int64_t Cout, int64_t L1, int64_t L2) {
+  tf_ctx *ctx = tf_ctx_create(0);
+  tf_rng r;
+  tf_rng_init(&r, 77, 0, TF_RNG_TEST, (uint32_t)(N + L2));
+  tf_tensor *x = tf_zeros(ctx, 4, (int64_t[]){N, Cin, L1, L2});
+  tf_tensor *g = tf_zeros(ctx, 4, (int64_t[]){N, Cout, L1, L2});
+  tf_tensor *w = tf_zeros(ctx, 4, (int64_t[]){Cout, Cin, 3, 3});
+  tf_rng_fill_normal(&r, x, 0, 1);
+  tf_rng_fill_normal(&r, g, 0, 1);
+  tf_rng_fill_normal(&r, w, 0, 0.3);
+  tf_tensor *y = tf_conv2d_periodic(ctx, x, w), *u = tf_conv2d_periodic_t(ctx, g, w),
+            *dw = tf_conv2d_periodic_w(ctx, x, g);
+  assert_non_null(y);
+  assert_non_null(u);
+  assert_non_null(dw);
+  const int64_t S = L1 * L2;
+#define X(n, c, i, j) ((double)x->data[((n) * Cin + (c)) * S + (((i) + L1) % L1) * L2 + ((j) + L2) % L2])
+#define G(n, o, i, j) ((double)g->data[((n) * Cout + (o)) * S + (((i) + L1) % L1) * L2 + ((j) + L2) % L2])
+#define W(o, c, a, b) ((double)w->data[(((o) * Cin + (c)) * 3 + (a)) * 3 + (b)])
+  double worst = 0;
+  for (int64_t n = 0; n < N; n += 7) /* every 7th sample: all chunks, bounded cost */
+    for (int64_t i = 0; i < L1; i++)
+      for (int64_t j = 0; j < L2; j++) {
+        for (int64_t o = 0; o < Cout; o++) {
+          double ref = 0, mag = 0;
+          for (int64_t c = 0; c < Cin; c++)
+            for (int a = 0; a < 3; a++)
+              for (int b = 0; b < 3; b++) {
+                ref += W(o, c, a, b) * X(n, c, i + a - 1, j + b - 1);
+                mag += fabs(W(o, c, a, b) * X(n, c, i + a - 1, j + b - 1));
+              }
+          worst = fmax(worst, fabs(y->data[((n * Cout + o) * L1 + i) * L2 + j] - ref) / mag);
+        }
+        for (int64_t c = 0; c < Cin; c++) {
+          double ref = 0, mag = 0;
+          for (int64_t o = 0; o < Cout; o++)
+            for (int a = 0; a < 3; a++)
+              for (int b = 0; b < 3; b++) {
+                ref += W(o, c, a, b) * G(n, o, i - a + 1, j - b + 1);
+                mag += fabs(W(o, c, a, b) * G(n, o, i - a + 1, j - b + 1));
+              }
+          worst = fmax(worst, fabs(u->data[((n * Cin + c) * L1 + i) * L2 + j] - ref) / mag);
+        }
+      }
+  for (int64_t o = 0; o < Cout; o += 3)
+    for (int64_t c = 0; c < Cin; c += 2)
+      for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+          double ref = 0, mag = 0;
+          for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < L1; i++)
+              for (int64_t j = 0; j < L2; j++) {
+                ref += G(n, o, i, j) * X(n, c, i + a - 1, j + b - 1);
+                mag += fabs(G(n, o, i, j) * X(n, c, i + a - 1, j + b - 1));
+              }
+          worst = fmax(worst, fabs(dw->data[((o * Cin + c) * 3 + a) * 3 + b] - ref) / mag);
+        }
+#undef X
+#undef G
+#undef W
+  print_message("conv N=%lld Cin=%lld Cout=%lld %lldx%lld: max error / sum |terms| %.2e\n",
+                (long long)N, (long long)Cin, (long long)Cout, (long long)L1, (long long)L2,
+                worst);
+  assert_true(worst < 1e-6);
+  tf_ctx_destroy(ctx);
+}
+
+static void test_conv_periodic_f32(void **state) {
+  (void)state;
+  check_conv(600, 16, 16, 8, 6);
+  check_conv(5, 3, 2, 3, 5);
+  check_conv(2, 1, 4, 2, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kernel_accuracy),
@@ -441,6 +519,7 @@ int main(void) {
       cmocka_unit_test(test_linear_f32),
       cmocka_unit_test(test_broadcast_and_index_paths),
       cmocka_unit_test(test_mlp_grad_f32_vs_double),
+      cmocka_unit_test(test_conv_periodic_f32),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
