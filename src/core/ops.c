@@ -39,6 +39,23 @@ static const char *shp(const tf_tensor *t, char *buf) { return tf_shape_str(t, b
 
 /* ---- matmul ------------------------------------------------------------------------------ */
 
+/* A buffer owned by the context, grown on demand and kept across resets (no per-step cost). */
+static void *ctx_buffer(tf_ctx *ctx, void **buf, size_t *have, size_t bytes, const char *what) {
+  bytes = (bytes + 63) & ~(size_t)63;
+  if (bytes > *have) {
+    void *p = aligned_alloc(64, bytes);
+    if (!p) {
+      tf__fail(ctx, TF_ENOMEM, "%s: cannot allocate %zu bytes of scratch", what, bytes);
+      return NULL;
+    }
+    free(*buf);
+    *buf = p;
+    *have = bytes;
+  }
+  return *buf;
+}
+
+
 #ifdef TF_GEMM
 /* float32 GEMM for AVX-512.  The matrices here are tall and thin (batch 1024 x widths 33..128):
  * OpenBLAS 0.3.21 does not know Zen 4/5 and runs its AVX2 Haswell kernel at about half the
@@ -133,20 +150,9 @@ static __mmask16 lane_mask(int64_t w) {
   return w >= 16 ? (__mmask16)0xFFFF : w <= 0 ? (__mmask16)0 : (__mmask16)((1u << w) - 1);
 }
 
-/* The context's packing buffer, grown on demand (kept across resets: no per-step cost). */
+/* The context's packing buffer */
 static float *gemm_scratch(tf_ctx *ctx, size_t floats) {
-  const size_t bytes = (floats * sizeof(float) + 63) & ~(size_t)63;
-  if (bytes > ctx->scratch_bytes) {
-    void *p = aligned_alloc(64, bytes);
-    if (!p) {
-      tf__fail(ctx, TF_ENOMEM, "matmul: cannot allocate %zu bytes of packing space", bytes);
-      return NULL;
-    }
-    free(ctx->scratch);
-    ctx->scratch = p;
-    ctx->scratch_bytes = bytes;
-  }
-  return ctx->scratch;
+  return ctx_buffer(ctx, &ctx->scratch, &ctx->scratch_bytes, floats * sizeof(float), "matmul");
 }
 
 /* C (M, N), row stride N, = op(A) op(B) (+ bias (N) added to every row, when not NULL: the
@@ -1079,18 +1085,8 @@ tf_tensor *tf_where(tf_ctx *ctx, tf_tensor *mask, tf_tensor *a, tf_tensor *b) {
 enum { CONV_CHUNK_FLOATS = 1 << 20 };
 
 static tf_real *conv_scratch(tf_ctx *ctx, size_t n) {
-  const size_t bytes = (n * sizeof(tf_real) + 63) & ~(size_t)63;
-  if (bytes > ctx->conv_scratch_bytes) {
-    void *p = aligned_alloc(64, bytes);
-    if (!p) {
-      tf__fail(ctx, TF_ENOMEM, "conv2d_periodic: cannot allocate %zu bytes of scratch", bytes);
-      return NULL;
-    }
-    free(ctx->conv_scratch);
-    ctx->conv_scratch = p;
-    ctx->conv_scratch_bytes = bytes;
-  }
-  return ctx->conv_scratch;
+  return ctx_buffer(ctx, &ctx->conv_scratch, &ctx->conv_scratch_bytes, n * sizeof(tf_real),
+                    "conv2d_periodic");
 }
 
 /* C (M, N), row stride N, = op(A) op(B) in the network precision */
