@@ -1,6 +1,6 @@
 /* mcmc.c — the generic reference sampler: MALA on log q(x | c) with a tuned step.
  *
- * Exported: tf_mcmc_defaults, tf_physics_mcmc.
+ * Exported: tf_mcmc_defaults, tf_physics_mcmc, tf_physics_mcmc_sampler.
  *
  * Metropolis-adjusted Langevin: from x, propose
  *   y = x + (eps^2 / 2) grad log q(x) + eps xi,   xi ~ N(0, I),
@@ -24,6 +24,10 @@
 
 #include "physics-impl.h"
 #include "tradeflow/error.h"
+
+const char *tf_physics_mcmc_sampler(const tf_physics *p) {
+  return !p ? NULL : p->m->mcmc ? "HMC" : "MALA";
+}
 
 tf_mcmc_config tf_mcmc_defaults(void) {
   tf_mcmc_config c = {.chains = 4,

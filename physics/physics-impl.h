@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "tradeflow/lattice.h"
 #include "tradeflow/physics.h"
 #include "tradeflow/rng.h"
 
@@ -83,8 +84,9 @@ struct tf_phys_module {
    * by sqrt(T / c0) (temperature) or sqrt(c0 / beta) (beta) for other parameters. */
   void (*start)(const tf_physics *p, int64_t chain, double *x);
   double mala_step;
-  /* Optional reference sampler replacing MALA in tf_physics_mcmc (e.g. HMC for lattice
-   * fields); called with validated arguments, same contract as tf_physics_mcmc. */
+  /* Optional HMC reference sampler replacing MALA in tf_physics_mcmc (lattice fields;
+   * tf_physics_mcmc_sampler then says "HMC"); called with validated arguments, same
+   * contract as tf_physics_mcmc. */
   int (*mcmc)(const tf_physics *p, double c, const tf_mcmc_config *cfg, const double *x0,
               tf_rng *rng, double *x, tf_mcmc_stats *stats);
   /* External layout (raw_dim != dim).  NULL: only the identity (raw_dim == dim). */
@@ -96,7 +98,7 @@ struct tf_phys_module {
   const char *augment_group; /* what augment draws from, for messages and the help text */
 };
 
-/* ---- the registry (physics/molecular/..., physics/lattice/...) ---------------------------- */
+/* ---- the registry (physics/molecular/..., physics/lattice/...) ------------------------------ */
 
 extern const tf_phys_module tf_phys_double_well;
 extern const tf_phys_module tf_phys_multiwell;
@@ -108,7 +110,7 @@ extern const tf_phys_module tf_phys_lj13;
 extern const tf_phys_module tf_phys_phi4;      /* physics/lattice/phi4.c */
 extern const tf_phys_module tf_phys_phi4_mass;
 
-/* ---- helpers shared by modules (physics.c, molecular/quad.c) ------------------------------ */
+/* ---- helpers shared by modules (physics.c, molecular/quad.c) -------------------------------- */
 
 /* TF_ERANGE naming module, parameter and value when c is not finite or outside [lo, hi]. */
 int tf_phys_check_param(const tf_physics *p, double c);
@@ -152,5 +154,34 @@ typedef struct {
 void tf_phys_quartic_env_init(const tf_phys_quartic *q, double T, tf_phys_quartic_env *e);
 double tf_phys_quartic_draw(const tf_phys_quartic *q, const tf_phys_quartic_env *e,
                             tf_rng *rng);
+
+/* ---- lattice (physics/lattice/: phi4.c, fourier.c, hmc.c, measure.c) ------------------------ */
+
+/* What HMC and the samplers need to know of a lattice module at coupling c.  The quadratic
+ * part of S in momentum space is sum_p |phi~(p)|^2 / V (kin khat^2(p) + kin m2_eff). */
+typedef struct {
+  int L;
+  double lambda;
+  int hopping;   /* 1: hopping form (c = kappa), 0: mass form (c = m2) */
+  double kin;    /* coefficient of the gradient term: kappa (hopping) or 1 (mass) */
+  double m2_eff; /* (1 - 2 lambda - 4 kappa) / kappa (hopping) or m2 (mass) */
+} tf_phys_lattice;
+
+/* TF_OK and *out for "phi4" and "phi4_mass" (phi4.c); TF_EUNSUP naming the module otherwise. */
+int tf_phys_lattice_get(const tf_physics *p, double c, tf_phys_lattice *out);
+
+/* khat^2(p) = 4 sin^2(pi a / L) + 4 sin^2(pi b / L) for p = 2 pi (a, b) / L. */
+double tf_phys_khat2(int L, int a, int b);
+/* Transforms on f's buffers (fourier.c); half-grid arrays are (L, L/2 + 1), FFTW's layout.
+ *   filter:       y = F^-1[ k F[x] ] for a real multiplier k even in p (x == y allowed);
+ *   power:        pw = |F[x]|^2 (unnormalised);
+ *   inverse_real: y = (1/V) sum_p k(p) exp(i p.x) for a real k even in p. */
+void tf_phys_fft_filter(tf_lat_fft *f, const double *k, const double *x, double *y);
+void tf_phys_fft_power(tf_lat_fft *f, const double *x, double *pw);
+void tf_phys_fft_inverse_real(tf_lat_fft *f, const double *k, double *y);
+
+/* The `mcmc` hook of the lattice modules: HMC (hmc.c), contract of tf_physics_mcmc. */
+int tf_phys_lat_hmc_mcmc(const tf_physics *p, double c, const tf_mcmc_config *cfg,
+                         const double *x0, tf_rng *rng, double *x, tf_mcmc_stats *stats);
 
 #endif

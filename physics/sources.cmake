@@ -8,4 +8,7 @@ set(TF_PHYSICS_SOURCES
   physics/molecular/gmm.c
   physics/molecular/mueller_brown.c
   physics/molecular/particles.c
-  physics/lattice/phi4.c)
+  physics/lattice/phi4.c
+  physics/lattice/fourier.c
+  physics/lattice/hmc.c
+  physics/lattice/measure.c)

@@ -279,6 +279,44 @@ int tf_sample_pwriter_close(tf_sample_pwriter *w);
 /* (collective) Frees w and removes the temporary; <path> is untouched.  NULL: as for close. */
 void tf_sample_pwriter_abort(tf_sample_pwriter *w);
 
+/* ================================ reference MCMC files ========================================
+ *
+ * What `tradeflow mcmc` writes: Markov chains of a physics module's reference sampler (HMC for
+ * lattice fields, MALA otherwise) at K conditions, usable as training data (data.file with
+ * data.condition_dataset = c) and as eval --reference.
+ *   /x      float64 [N, D]  states, row-major; rows grouped by condition, then by chain, then
+ *                           in chain order (what autocorrelation estimates need)
+ *   /c      float64 [N]     condition of each row
+ *   /log_q  float64 [N]     log q(x | c) of the module, nats
+ *   /chain  int64   [N]     chain index within its condition
+ *   /obs    float64 [N, M]  the module's observables per row; attribute observables (string [M])
+ *   /conditions/c, accept, step, seconds, tau_abs_m ...: float64 [K] per-condition summary
+ *           (any number of named columns, given by the writer's caller)
+ *   root attrs  format = "tradeflow-mcmc", format_version = 1, tradeflow_version, created,
+ *               physics, physics_params, sampler, config (strings); N, D, K, chains,
+ *               n_per_chain, burn_in, thin, seed (int64)
+ * Written atomically, uncompressed (chains are short next to sample files). */
+#define TF_MCMC_FORMAT "tradeflow-mcmc"
+
+typedef struct {
+  int64_t n, d, m;            /* rows, dimension, observables */
+  const double *x;            /* (n, d) */
+  const double *c, *log_q;    /* (n) */
+  const int64_t *chain;       /* (n) */
+  const double *obs;          /* (n, m) */
+  const char *const *obs_names; /* m names */
+  int64_t k;                  /* conditions */
+  int n_summary;              /* per-condition columns */
+  const char *const *summary_names;
+  const double *const *summary; /* n_summary arrays of k values */
+  const char *physics, *physics_params, *sampler, *config_text; /* NULL: "" */
+  int64_t chains, n_per_chain, burn_in, thin, seed;
+} tf_mcmc_file;
+
+/* Validates shapes and finiteness of x, c, log_q (TF_EINVAL / TF_ENUMERIC naming the row) and
+ * writes atomically. */
+int tf_mcmc_file_write(const char *path, const tf_mcmc_file *f);
+
 /* ================================ data matrices ==============================================
  *
  * Any 1-D or 2-D dataset of an integer or floating-point type (any size, either byte order)

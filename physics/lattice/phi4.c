@@ -23,6 +23,17 @@
  * Symmetries (data augmentation): the action is invariant under phi -> -phi, the L^2
  * translations and the 8 elements of the square's point group (rotations and reflections);
  * augment draws uniformly from their product (16 L^2 elements).
+ *
+ * Free field (lambda = 0): exact sampler and exact log Z through fourier.c.  The mass form is
+ * the free field of lattice.h directly.  The hopping form with lambda = 0 is the same Gaussian
+ * after a rescaling: S_hop(phi; kappa) = S_mass(sqrt(kappa) phi; m2 = (1 - 4 kappa) / kappa),
+ * so phi = psi / sqrt(kappa) with psi a mass-form sample, and
+ * log Z_hop = log Z_mass - (V/2) log kappa (the Jacobian of the rescaling).  The FFTW plans
+ * are made once, in setup (so creating a lambda = 0 module calls the FFTW planner, which is not
+ * thread-safe), and the sampler uses the instance's buffers: one sampling thread per instance.
+ *
+ * Reference MCMC (tf_physics_mcmc): HMC (hmc.c, tf_phys_lat_hmc_mcmc) for both forms.
+ * Private, for hmc.c: tf_phys_lattice_get.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -36,7 +47,8 @@ enum { OPT_L = 0, OPT_LAMBDA = 1 };
 typedef struct {
   int L;
   double lambda;
-  double *tmp; /* V values: augmentation scratch */
+  double *tmp;     /* V values: augmentation scratch */
+  tf_lat_fft *fft; /* lambda = 0 only: the exact sampler's plans */
 } phi4_state;
 
 static const phi4_state *st(const tf_physics *p) { return (const phi4_state *)p->state; }
@@ -54,6 +66,10 @@ static int setup_common(tf_physics *p, double lo, double hi, double cmin, double
     return tf_error(TF_ENOMEM, "physics module %s: out of memory for L = %d", p->m->name, L);
   }
   p->state = s;
+  if (s->lambda == 0) {
+    const int rc = tf_lat_fft_create(L, &s->fft);
+    if (rc) return tf_error(rc, "physics module %s: %s", p->m->name, tf_errmsg());
+  }
   p->dim = L * L;
   p->raw_dim = p->dim;
   p->lo = lo;
@@ -66,7 +82,10 @@ static int setup_common(tf_physics *p, double lo, double hi, double cmin, double
 
 static void teardown(tf_physics *p) {
   phi4_state *s = p->state;
-  if (s) free(s->tmp);
+  if (s) {
+    free(s->tmp);
+    tf_lat_fft_destroy(s->fft);
+  }
   free(s);
 }
 
@@ -114,6 +133,54 @@ static double mass_action(const tf_physics *p, const double *x, double m2, doubl
   }
   if (ds_dc) *ds_dc = sq;
   return 4 * sq - 2 * h + m2 * sq + lam * quart;
+}
+
+/* ---- free field and lattice description ----------------------------------------------------- */
+
+static int is_hopping(const tf_physics *p) { return p->m == &tf_phys_phi4; }
+
+/* m2 of the mass-form free field that the module's Gaussian at c is a rescaling of */
+static double free_m2(const tf_physics *p, double c) {
+  return is_hopping(p) ? (1 - 4 * c) / c : c;
+}
+
+int tf_phys_lattice_get(const tf_physics *p, double c, tf_phys_lattice *out) {
+  if (p->m != &tf_phys_phi4 && p->m != &tf_phys_phi4_mass)
+    return tf_error(TF_EUNSUP, "physics module '%s' is not a lattice field theory (phi4, "
+                    "phi4_mass)", p->m->name);
+  const phi4_state *s = st(p);
+  out->L = s->L;
+  out->lambda = s->lambda;
+  out->hopping = is_hopping(p);
+  out->kin = out->hopping ? c : 1;
+  out->m2_eff = out->hopping ? (1 - 2 * s->lambda - 4 * c) / c : c;
+  return TF_OK;
+}
+
+static int free_has_sampler(const tf_physics *p, double c) {
+  return st(p)->lambda == 0 && free_m2(p, c) > 0;
+}
+
+static int free_sample(const tf_physics *p, double c, int64_t n, tf_rng *rng, double *x) {
+  const phi4_state *s = st(p);
+  int rc = tf_lat_free_sample(s->fft, free_m2(p, c), n, rng, x);
+  if (rc) return tf_error(rc, "physics module %s: %s", p->m->name, tf_errmsg());
+  if (is_hopping(p)) {
+    const double r = 1 / sqrt(c);
+    for (int64_t k = 0; k < n * p->dim; k++) x[k] *= r;
+  }
+  return TF_OK;
+}
+
+static int free_log_z(const tf_physics *p, double c, double *log_z) {
+  const phi4_state *s = st(p);
+  if (s->lambda != 0)
+    return tf_error(TF_EUNSUP, "physics module %s: exact log Z only for lambda = 0 (here "
+                    "lambda = %g)", p->m->name, s->lambda);
+  int rc = tf_lat_free_log_z(s->L, free_m2(p, c), log_z);
+  if (rc) return tf_error(rc, "physics module %s: %s", p->m->name, tf_errmsg());
+  if (is_hopping(p)) *log_z -= 0.5 * p->dim * log(c);
+  return TF_OK;
 }
 
 static const char *const obs_names[] = {"energy", "s", "m", "abs_m", "m2", "m4"};
@@ -178,6 +245,7 @@ const tf_phys_module tf_phys_phi4 = {
             "(exact, nothing dropped), x[i L + j] = phi(i, j). Parameter kappa in [1e-6, 10] "
             "(lambda = 0: below 1/4), training range [0.22, 0.32], kappa0 = 0.25. Options: L "
             "(integer >= 2, default 8), lambda (default 0.02). Reference sampler: HMC. "
+            "lambda = 0: exact sampler and log Z (a rescaled free field). "
             "Observables: energy (= S), s = S/V, m, abs_m, m2, m4 (m = mean field). Symmetry "
             "augmentation: sign flip x translations x rotations/reflections.",
     .param = "kappa",
@@ -187,11 +255,15 @@ const tf_phys_module tf_phys_phi4 = {
     .setup = hopping_setup,
     .teardown = teardown,
     .action = hopping_action,
+    .log_z = free_log_z,
+    .has_sampler = free_has_sampler,
+    .sample = free_sample,
     .n_obs = 6,
     .obs_names = obs_names,
     .observables = observables,
     .start = start,
     .mala_step = 0.3,
+    .mcmc = tf_phys_lat_hmc_mcmc,
     .augment = augment,
     .augment_group = "phi -> -phi x translations x rotations and reflections of the square",
 };
@@ -208,7 +280,8 @@ const tf_phys_module tf_phys_phi4_mass = {
     .help = "phi4_mass: scalar phi^4 on a periodic L x L lattice, mass form S = sum_x "
             "[sum_mu (phi_{x+mu} - phi_x)^2 + m2 phi_x^2 + lambda phi_x^4] (no 1/2), log q = -S "
             "(exact). lambda = 0 (the default) is the free field, covariance "
-            "(1/2)(-Laplacian + m2)^-1, chi = 1/(2 m2). Parameter m2 in [1e-6, 1e4], training "
+            "(1/2)(-Laplacian + m2)^-1, chi = 1/(2 m2), exact sampler (FFTW) and log Z. Reference "
+            "sampler: HMC. Parameter m2 in [1e-6, 1e4], training "
             "range [0.1, 1], m2_0 = 0.5. Options: L (default 8), lambda (default 0). "
             "Observables as phi4. Symmetry augmentation as phi4.",
     .param = "m2",
@@ -218,11 +291,15 @@ const tf_phys_module tf_phys_phi4_mass = {
     .setup = mass_setup,
     .teardown = teardown,
     .action = mass_action,
+    .log_z = free_log_z,
+    .has_sampler = free_has_sampler,
+    .sample = free_sample,
     .n_obs = 6,
     .obs_names = obs_names,
     .observables = observables,
     .start = start,
     .mala_step = 0.3,
+    .mcmc = tf_phys_lat_hmc_mcmc,
     .augment = augment,
     .augment_group = "phi -> -phi x translations x rotations and reflections of the square",
 };

@@ -24,6 +24,8 @@ const tf_dist *tf_cli_dist(void);
 /* Where messages for the user go: stderr on rank 0, a null stream on the other ranks (errors
  * found on them reach rank 0 through tf_dist_agree). */
 FILE *tf_cli_err(void);
+/* Monotonic wall clock, seconds (progress lines and timings). */
+double tf_cli_now(void);
 
 int tf_cli_demo(int argc, char **argv);
 int tf_cli_train(int argc, char **argv);
@@ -31,6 +33,7 @@ int tf_cli_sample(int argc, char **argv);
 int tf_cli_eval(int argc, char **argv);
 int tf_cli_plot(int argc, char **argv);
 int tf_cli_profile(int argc, char **argv);
+int tf_cli_mcmc(int argc, char **argv);
 
 /* schema.c: the run config.  Its [model] entries come first (tf_cli_model_n of them). */
 extern const tf_cfg_key tf_cli_schema[];
@@ -44,8 +47,10 @@ int tf_cli_train_config(const tf_config *c, tf_train_config *out);
 char *tf_cli_model_text(const char *text);
 /* The [section] block(s) of INI text (malloc'd; "" when absent). */
 char *tf_cli_section_text(const char *text, const char *section);
-/* The [physics] entries follow [model] in the schema (tf_cli_physics_n of them). */
+/* The [physics] entries follow [model] in the schema (tf_cli_physics_n of them), and the
+ * [mcmc] entries follow [physics] (tf_cli_mcmc_n). */
 int tf_cli_physics_n(void);
+int tf_cli_mcmc_n(void);
 /* The model config recorded in a checkpoint (its [model] part); *full_text (optional) gets the
  * whole recorded config (malloc'd).  NULL on error (message set). */
 tf_config *tf_cli_load_model(const char *checkpoint, char **full_text);

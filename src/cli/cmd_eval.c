@@ -176,12 +176,6 @@ typedef struct {
   double *c; /* (n) */
 } ref_file;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* --conditions C1,C2,... (each > 0); or the default grid over the run's range. */
 static int make_conditions(const char *list, const tf_cli_range *rg, double *c, int *k) {
   *k = 0;
@@ -398,11 +392,11 @@ static int cond_mode(eval_opts *o) {
   fprintf(stderr, "tradeflow eval: %s against %s at %d value%s of %s, N = %lld, seed %llu\n",
           m.name, tf_physics_describe(p), k, k == 1 ? "" : "s", tf_physics_param(p), (long long)o->ec.n,
           (unsigned long long)o->ec.seed);
-  const double t0 = now_s();
+  const double t0 = tf_cli_now();
   for (int i = 0; i < k; i++) {
     tf_eval_ref ref;
     char note[1024];
-    const double t1 = now_s();
+    const double t1 = tf_cli_now();
     if (gather_reference(rf, n_rf, cond[i], D, &ref, &xref) != TF_OK) goto fail;
     if (tf_eval_condition(m.flow, ctx, p, cond[i], i, &o->ec, &ref, &res, i, note,
                           sizeof note) != TF_OK)
@@ -412,7 +406,7 @@ static int cond_mode(eval_opts *o) {
     fprintf(stderr, "  [%d/%d] %s = %-9.5g ESS/N %.4f +- %.4f  log Z %.5g +- %.2g  %.1f s\n",
             i + 1, k, tf_physics_param(p), cond[i], res.col[TF_EV_ESS][i],
             res.col[TF_EV_ESS_ERR][i], res.col[TF_EV_LOGZ][i], res.col[TF_EV_LOGZ_ERR][i],
-            now_s() - t1);
+            tf_cli_now() - t1);
     if (note[0]) fprintf(stderr, "        note: %s\n", note);
   }
   printf("tradeflow eval: %s against %s, N = %lld flow samples per condition, seed %llu\n",
@@ -420,7 +414,7 @@ static int cond_mode(eval_opts *o) {
   print_tables(&res);
   if (o->out) {
     if (tf_eval_result_write(o->out, &res) != TF_OK) goto fail;
-    printf("\nresults written to %s (%.1f s)\n", o->out, now_s() - t0);
+    printf("\nresults written to %s (%.1f s)\n", o->out, tf_cli_now() - t0);
   }
   status = TF_EXIT_OK;
   goto done;

@@ -34,12 +34,6 @@ static void usage(FILE *f) {
           "together into FILE.h5, which holds the same values as with one process.\n");
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int tf_cli_sample(int argc, char **argv) {
   const char *ckpt = NULL, *out = NULL;
   int64_t n = -1, seed = 1, batch = 8192;
@@ -126,7 +120,7 @@ int tf_cli_sample(int argc, char **argv) {
     goto fail;
   }
   tf_ctx_set_grad(ctx, 0);
-  const double t0 = now_s();
+  const double t0 = tf_cli_now();
   for (int64_t round = 0; round < rounds; round++) {
     const int64_t b = c_lo + round, row0 = b * batch;
     const int64_t k = b >= c_hi ? 0 : n - row0 < batch ? n - row0 : batch;
@@ -160,7 +154,7 @@ int tf_cli_sample(int argc, char **argv) {
   pw = NULL;
   w = NULL;
   if (st != TF_OK) goto fail;
-  const double dt = now_s() - t0; /* drawing and writing, the file on disk */
+  const double dt = tf_cli_now() - t0; /* drawing and writing, the file on disk */
   if (dist->size > 1)
     printf("tradeflow sample: %lld samples of %s (D = %lld) at c = %g written to %s by %d ranks "
            "(%.3g s, %.3g samples/s in total)\n",

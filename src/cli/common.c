@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "tradeflow/error.h"
@@ -30,6 +31,12 @@ void tf_cli_dist_finalize(void) {
 }
 
 const tf_dist *tf_cli_dist(void) { return &the_dist; }
+
+double tf_cli_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 FILE *tf_cli_err(void) { return null_stream ? null_stream : stderr; }
 

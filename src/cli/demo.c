@@ -20,12 +20,6 @@
 
 enum { NL = 3 };
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double target(double x) { return sin(3 * x) * exp(-0.5 * x * x); }
 
 static int parse_long(const char *opt, const char *s, long lo, long hi, long *out) {
@@ -97,7 +91,7 @@ int tf_cli_demo(int argc, char **argv) {
   printf("tradeflow demo: MLP 1-64-64-1 (tanh), %s, batch %ld, %ld steps, seed %ld\n",
          TF_REAL_NAME, batch, steps, seed);
   const double lr = 0.05, mom = 0.9;
-  const double t0 = now_s();
+  const double t0 = tf_cli_now();
   const long every = steps >= 10 ? steps / 10 : 1;
   double ema = NAN;
   for (long s = 0; s < steps; s++) {
@@ -125,7 +119,7 @@ int tf_cli_demo(int argc, char **argv) {
     }
     ema = isnan(ema) ? loss->data[0] : 0.95 * ema + 0.05 * loss->data[0];
     if ((s + 1) % every == 0 || s + 1 == steps) {
-      const double el = now_s() - t0, rate = (double)(s + 1) / el;
+      const double el = tf_cli_now() - t0, rate = (double)(s + 1) / el;
       printf("step %7ld/%ld  loss %.3e  %8.0f steps/s  %9.0f samples/s  ETA %5.1f s\n", s + 1,
              steps, ema, rate, rate * (double)batch, (double)(steps - s - 1) / rate);
       fflush(stdout);

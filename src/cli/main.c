@@ -23,6 +23,8 @@ static void usage(FILE *f) {
           "        gnuplot plots of evaluation results against the condition\n"
           "  profile CHECKPOINT --condition C --out FILE.dat [--coord K] [--range A,B]\n"
           "        free-energy profile along one coordinate, reweighted, against the exact one\n"
+          "  mcmc CONFIG [--set section.key=value ...]\n"
+          "        reference Markov chains (HMC, MALA) of the config's physics at mcmc.conditions\n"
           "  demo [--steps N] [--seed S] [--batch B]\n"
           "        fit a small MLP to a 1-D function with the tensor engine (end-to-end check)\n"
           "  version\n"
@@ -58,6 +60,7 @@ static int dispatch(int argc, char **argv) {
   if (!strcmp(cmd, "eval")) return tf_cli_eval(argc - 1, argv + 1);
   if (!strcmp(cmd, "plot")) return tf_cli_plot(argc - 1, argv + 1);
   if (!strcmp(cmd, "profile")) return tf_cli_profile(argc - 1, argv + 1);
+  if (!strcmp(cmd, "mcmc")) return tf_cli_mcmc(argc - 1, argv + 1);
   fprintf(stderr, "tradeflow: unknown command '%s'\n\n", cmd);
   usage(stderr);
   return 2;

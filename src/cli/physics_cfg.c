@@ -29,6 +29,10 @@ int tf_cli_physics_create(const tf_config *cfg, tf_physics **out, tf_cli_range *
   int n_opt = 0;
   if (tf_config_int(cfg, "physics", "dim") != 0)
     opt[n_opt++] = (tf_physics_opt){"dim", tf_config_str(cfg, "physics", "dim")};
+  if (tf_config_int(cfg, "physics", "L") != 0)
+    opt[n_opt++] = (tf_physics_opt){"L", tf_config_str(cfg, "physics", "L")};
+  if (tf_config_real(cfg, "physics", "lambda") != -1)
+    opt[n_opt++] = (tf_physics_opt){"lambda", tf_config_str(cfg, "physics", "lambda")};
   tf_physics *p = NULL;
   int rc = tf_physics_create(name, n_opt, opt, &p);
   if (rc != TF_OK)

@@ -53,12 +53,33 @@ const tf_cfg_key tf_cli_schema[] = {
      "physics module (tradeflow physics lists them); empty: none (data-only NLL)"},
     {"physics", "dim", TF_CFG_INT, "0", 0, 1e7, NULL,
      "dimension for modules that take one (double_well, multiwell); 0: module default"},
+    {"physics", "L", TF_CFG_INT, "0", 0, 1024, NULL,
+     "lattice extent L of lattice modules (phi4, phi4_mass; the field has L * L sites); 0: "
+     "module default (8)"},
+    {"physics", "lambda", TF_CFG_REAL, "-1", -1, 100, NULL,
+     "quartic coupling lambda of phi4 / phi4_mass; -1: module default (0.02 / 0)"},
     {"physics", "c_min", TF_CFG_REAL, "0", 0, 1e300, NULL,
      "lower end of the condition range; 0: the module's default range"},
     {"physics", "c_max", TF_CFG_REAL, "0", 0, 1e300, NULL,
      "upper end of the condition range; 0: the module's default"},
     {"physics", "c0", TF_CFG_REAL, "0", 0, 1e300, NULL,
      "boundary condition value (where data or the boundary loss lives); 0: module default"},
+    /* ---- [mcmc]: reference chains (tradeflow mcmc; must follow [physics]) ---- */
+    {"mcmc", "conditions", TF_CFG_REAL_LIST, "", UNB, NULL,
+     "conditions to sample, e.g. 0.25, 0.29; empty: physics.c0"},
+    {"mcmc", "samples", TF_CFG_INT, "10000", 1, 1e10, NULL,
+     "recorded states per condition, over all chains (rounded up to a multiple of chains)"},
+    {"mcmc", "chains", TF_CFG_INT, "4", 1, 1e6, NULL, "independent chains per condition"},
+    {"mcmc", "burn_in", TF_CFG_INT, "1000", 0, 1e10, NULL,
+     "updates per chain before recording (step size tuned here, then frozen)"},
+    {"mcmc", "thin", TF_CFG_INT, "1", 1, 1e6, NULL,
+     "updates (HMC trajectories, MALA steps) between recorded states"},
+    {"mcmc", "target_accept", TF_CFG_REAL, "0", 0, 0.99, NULL,
+     "acceptance the step size is tuned to; 0: the sampler's default (HMC 0.8, MALA 0.6)"},
+    {"mcmc", "seed", TF_CFG_INT, "1", 0, 9.007199254740992e15, NULL,
+     "random stream of the chains"},
+    {"mcmc", "out", TF_CFG_PATH_OUT, "", UNB, NULL,
+     "output file (tradeflow-mcmc layout, docs/FILES.md); required by tradeflow mcmc"},
     /* ---- [data] ---- */
     {"data", "file", TF_CFG_PATH_IN, "", UNB, NULL,
      "HDF5 file with the training samples (empty: exact samples from the physics module, "
@@ -166,6 +187,13 @@ int tf_cli_physics_n(void) {
   const int m = tf_cli_model_n();
   int n = 0;
   while (m + n < tf_cli_schema_n && !strcmp(tf_cli_schema[m + n].section, "physics")) n++;
+  return n;
+}
+
+int tf_cli_mcmc_n(void) {
+  const int m = tf_cli_model_n() + tf_cli_physics_n();
+  int n = 0;
+  while (m + n < tf_cli_schema_n && !strcmp(tf_cli_schema[m + n].section, "mcmc")) n++;
   return n;
 }
 
