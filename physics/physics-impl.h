@@ -80,6 +80,11 @@ struct tf_phys_module {
   int n_obs;
   const char *const *obs_names;
   void (*observables)(const tf_physics *p, const double *x, double u, double *obs);
+  /* Derived quantities: functions of the observables' expectations (e.g. chi = V (<m^2> -
+   * <|m|>^2)); derived() maps the n_obs means to n_derived values. */
+  int n_derived;
+  const char *const *derived_names;
+  void (*derived)(const tf_physics *p, const double *means, double *out);
   /* MCMC: default start of chain `chain` (D values) and the default MALA step at c0, scaled
    * by sqrt(T / c0) (temperature) or sqrt(c0 / beta) (beta) for other parameters. */
   void (*start)(const tf_physics *p, int64_t chain, double *x);

@@ -5,6 +5,7 @@
  *   tf_physics_dim, tf_physics_param, tf_physics_param_range, tf_physics_default_range,
  *   tf_physics_log_q, tf_physics_energy, tf_physics_log_z, tf_physics_has_sampler,
  *   tf_physics_sample, tf_physics_n_obs, tf_physics_obs_name, tf_physics_observables,
+ *   tf_physics_n_derived, tf_physics_derived_name, tf_physics_derived,
  *   tf_physics_import, tf_physics_export_dim, tf_physics_export, tf_physics_augment_group,
  *   tf_physics_augment
  *   (tf_mcmc_defaults and tf_physics_mcmc are in mcmc.c).
@@ -353,6 +354,19 @@ int tf_physics_observables(const tf_physics *p, int64_t n, const double *x, cons
     o[0] = action ? p->m->action(p, xi, c[i], NULL, NULL) : p->m->energy(p, xi, NULL);
     if (p->m->observables) p->m->observables(p, xi, o[0], o);
   }
+  return TF_OK;
+}
+
+int tf_physics_n_derived(const tf_physics *p) { return p ? p->m->n_derived : 0; }
+
+const char *tf_physics_derived_name(const tf_physics *p, int k) {
+  return p && k >= 0 && k < p->m->n_derived ? p->m->derived_names[k] : NULL;
+}
+
+int tf_physics_derived(const tf_physics *p, const double *means, double *out) {
+  if (!p || (p->m->n_derived > 0 && (!means || !out)))
+    return tf_error(TF_EINVAL, "tf_physics_derived: NULL argument");
+  if (p->m->n_derived > 0) p->m->derived(p, means, out);
   return TF_OK;
 }
 

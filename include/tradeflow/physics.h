@@ -127,6 +127,13 @@ const char *tf_physics_obs_name(const tf_physics *p, int k);
 int tf_physics_observables(const tf_physics *p, int64_t n, const double *x, const double *c,
                            double *obs);
 
+/* Derived quantities: functions of the observables' expectations, such as the susceptibility
+ * chi = V (<m^2> - <|m|>^2) and the Binder cumulant of lattice fields (0 for most modules).
+ * tf_physics_derived maps means[0..n_obs) to out[0..n_derived) (NaN in, NaN out). */
+int tf_physics_n_derived(const tf_physics *p);
+const char *tf_physics_derived_name(const tf_physics *p, int k);
+int tf_physics_derived(const tf_physics *p, const double *means, double *out);
+
 /* ---- external data ----------------------------------------------------------------------- */
 
 /* Convert rows of an external file with raw_dim columns into the module's coordinates

@@ -2,7 +2,9 @@
  * `tradeflow eval` writes and `tradeflow plot` reads.
  *
  * One file holds the metrics of one flow at K conditions c_0 < ... < c_{K-1} for M named
- * observables of its physics module.  Layout (docs/FILES.md, "Evaluation results"):
+ * observables of its physics module: its per-sample observables followed by its derived
+ * quantities (functions of their means, e.g. chi and the Binder cumulant of lattice fields,
+ * tf_physics_derived; their errors are blocked-jackknife errors and their tau_int is NaN).  Layout (docs/FILES.md, "Evaluation results"):
  *   per-condition float64 [K] datasets   one per entry of tf_eval_result's `col` (names below)
  *   per-observable float64 [K, M] tables one per entry of `tab`; attribute `observables`
  *   root attributes                      format = "tradeflow-eval", format_version = 1,
@@ -142,7 +144,8 @@ typedef struct {
 
 tf_eval_config tf_eval_defaults(void); /* N 20000, chunk 4096, seed 1, IMH all, B 200, grid 400 */
 
-/* r: allocated for >= row + 1 conditions and tf_physics_n_obs(p) observables.  Writes column
+/* r: allocated for >= row + 1 conditions and tf_physics_n_obs(p) + tf_physics_n_derived(p)
+ * observables.  Writes column
  * TF_EV_C = c and every other column and table row it can (NaN stays where nothing applies).
  * TF_EINVAL when the flow's dimension is not the module's; the physics error for a c outside
  * the module's range; TF_ENUMERIC when fewer than 2 samples are valid. */

@@ -100,6 +100,21 @@ size_t tf_stats_bootstrap_work_size(int64_t n, int n_stat);
 int tf_stats_is_bootstrap(int64_t n, const double *log_w, int m, const double *obs,
                           int64_t B, tf_rng *rng, double *err);
 
+/* ---- jackknife of functions of means ---------------------------------------------------------- */
+
+/* f maps the m (weighted) means of the observables to n_out values. */
+typedef void (*tf_means_fn)(const double *means, void *arg, double *out);
+
+/* value = f(weighted means of obs (n, m) row-major), weights w_i = exp(log_w_i) (log_w NULL:
+ * equal weights), and err = the blocked jackknife error over n_blocks contiguous blocks:
+ *   err^2 = (B - 1) / B sum_b (f_(b) - mean_b f_(b))^2,
+ * f_(b) from all samples outside block b.  Valid for independent samples and for Markov
+ * chains whose blocks are much longer than the autocorrelation time (the caller's choice of
+ * B).  value / err NaN where f is not finite.  TF_EINVAL for n < 2 B or B < 2; TF_ENUMERIC
+ * when all weights are 0.  One allocation of 2 B (m + 1) doubles. */
+int tf_stats_jackknife(int64_t n, const double *log_w, const double *obs, int m, int n_blocks,
+                       tf_means_fn f, void *arg, int n_out, double *value, double *err);
+
 /* ---- independence Metropolis ----------------------------------------------------------------- */
 
 /* Independence Metropolis-Hastings over the proposals in order: state 0 is proposal 0; at step

@@ -197,6 +197,14 @@ static void observables(const tf_physics *p, const double *x, double u, double *
   obs[5] = m * m * m * m;
 }
 
+static const char *const derived_names[] = {"chi", "binder"};
+
+/* chi = V (<m2> - <abs_m>^2) (DESIGN.md section 5), U_L = 1 - <m4> / (3 <m2>^2) */
+static void derived(const tf_physics *p, const double *mean, double *out) {
+  out[0] = p->dim * (mean[4] - mean[3] * mean[3]);
+  out[1] = 1 - mean[5] / (3 * mean[4] * mean[4]);
+}
+
 /* A cold start: chains begin at phi = 0, from which both phases are reached in a few
  * trajectories (the symmetric start does not prefer a sign of m). */
 static void start(const tf_physics *p, int64_t chain, double *x) {
@@ -261,6 +269,9 @@ const tf_phys_module tf_phys_phi4 = {
     .n_obs = 6,
     .obs_names = obs_names,
     .observables = observables,
+    .n_derived = 2,
+    .derived_names = derived_names,
+    .derived = derived,
     .start = start,
     .mala_step = 0.3,
     .mcmc = tf_phys_lat_hmc_mcmc,
@@ -297,6 +308,9 @@ const tf_phys_module tf_phys_phi4_mass = {
     .n_obs = 6,
     .obs_names = obs_names,
     .observables = observables,
+    .n_derived = 2,
+    .derived_names = derived_names,
+    .derived = derived,
     .start = start,
     .mala_step = 0.3,
     .mcmc = tf_phys_lat_hmc_mcmc,

@@ -364,9 +364,11 @@ static int cond_mode(eval_opts *o) {
   if (o->out && tf_eval_result_probe(o->out) != TF_OK) goto fail;
   for (; n_rf < o->n_refs; n_rf++)
     if (load_reference(o->refs[n_rf], p, &rf[n_rf]) != TF_OK) goto fail;
-  const int M = tf_physics_n_obs(p);
+  const int M = tf_physics_n_obs(p) + tf_physics_n_derived(p);
   const char *names[256];
-  for (int j = 0; j < M && j < 256; j++) names[j] = tf_physics_obs_name(p, j);
+  for (int j = 0; j < M && j < 256; j++)
+    names[j] = j < tf_physics_n_obs(p) ? tf_physics_obs_name(p, j)
+                                       : tf_physics_derived_name(p, j - tf_physics_n_obs(p));
   if (M > 256) {
     tf_error(TF_EUNSUP, "module %s has %d observables (at most 256)", tf_physics_name(p), M);
     goto fail;

@@ -94,13 +94,32 @@ static int64_t keep_valid(int64_t n, int64_t D, double *x, double *log_p, double
   return m;
 }
 
+/* ---- derived quantities (tf_physics_derived: chi, Binder cumulant...) -------------------------- */
+
+enum { DERIVED_BLOCKS = 20 };
+
+static void derived_cb(const double *means, void *arg, double *out) {
+  tf_physics_derived((const tf_physics *)arg, means, out);
+}
+
+/* Columns M.. of table rows `tab` / `tab_err` (row stride Mt): the derived quantities of the
+ * samples obs (n, M), weighted by log_w (NULL: equal), with blocked-jackknife errors.  Too few
+ * samples for the blocks leave NaN. */
+static int eval_derived(const tf_physics *p, int64_t n, const double *log_w, const double *obs,
+                        double *tab, double *tab_err) {
+  const int M = tf_physics_n_obs(p), Md = tf_physics_n_derived(p);
+  if (Md == 0 || n < 2 * DERIVED_BLOCKS) return TF_OK;
+  return tf_stats_jackknife(n, log_w, obs, M, DERIVED_BLOCKS, derived_cb, (void *)p, Md,
+                            tab + M, tab_err + M);
+}
+
 /* ---- reference samples ----------------------------------------------------------------------- */
 
 static int eval_reference(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
                           int64_t n, const double *x, int from_file, double *cvec, double *obs,
                           tf_eval_result *r, int64_t row, char *note, size_t note_len) {
   const int64_t D = tf_physics_dim(p);
-  const int M = tf_physics_n_obs(p);
+  const int M = tf_physics_n_obs(p), Mt = M + tf_physics_n_derived(p);
   double *lp = malloc((size_t)n * sizeof *lp);
   if (!lp) return tf_error(TF_ENOMEM, "out of memory for %lld reference samples", (long long)n);
   tf_dataset ds = {n, D, x, NULL, c};
@@ -119,14 +138,17 @@ static int eval_reference(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, doubl
   st = tf_physics_observables(p, n, x, cvec, obs);
   if (st != TF_OK) return tf_error(st, "observables of the reference samples: %s", tf_errmsg());
   for (int k = 0; k < M; k++) {
-    double *mean = &r->tab[TF_EV_OBS_REF][row * M + k], *err = &r->tab[TF_EV_OBS_REF_ERR][row * M + k];
+    double *mean = &r->tab[TF_EV_OBS_REF][row * Mt + k];
+    double *err = &r->tab[TF_EV_OBS_REF_ERR][row * Mt + k];
     tf_stats_mean_se(n, obs + k, M, mean, err);
     tf_tau_result t;
     /* file rows may be a Markov chain: the error then needs its autocorrelation time */
     if (from_file && n >= 2 && tf_stats_tau_int(n, obs + k, M, 6, &t) == TF_OK && t.tau > 0.5)
       *err = t.err;
   }
-  return TF_OK;
+  /* blocks in file order: contiguous stretches of the chains, much longer than tau_int */
+  return eval_derived(p, n, NULL, obs, &r->tab[TF_EV_OBS_REF][row * Mt],
+                      &r->tab[TF_EV_OBS_REF_ERR][row * Mt]);
 }
 
 /* ---- KL by quadrature ------------------------------------------------------------------------ */
@@ -232,6 +254,7 @@ static int eval_kl(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c, in
 static int eval_imh(int64_t n, const double *log_w, const double *obs, int M, tf_rng *rng,
                     tf_eval_result *r, int64_t row, char *note, size_t note_len,
                     const tf_physics *p) {
+  const int Mt = M + tf_physics_n_derived(p);
   int64_t *chain = malloc((size_t)n * sizeof *chain);
   double *f = malloc((size_t)n * sizeof *f);
   int st = chain && f ? TF_OK : tf_error(TF_ENOMEM, "out of memory for an IMH chain of %lld",
@@ -246,7 +269,7 @@ static int eval_imh(int64_t n, const double *log_w, const double *obs, int M, tf
       add_note(note, note_len, "IMH: %s is not finite along the chain", tf_physics_obs_name(p, k));
       continue;
     }
-    const int64_t q = row * M + k;
+    const int64_t q = row * Mt + k;
     r->tab[TF_EV_OBS_IMH][q] = tr.mean;
     r->tab[TF_EV_OBS_TAU][q] = tr.tau;
     r->tab[TF_EV_OBS_TAU_ERR][q] = tr.tau_err;
@@ -257,6 +280,17 @@ static int eval_imh(int64_t n, const double *log_w, const double *obs, int M, tf
                tf_physics_obs_name(p, k));
   }
   if (st == TF_OK && !(acc > 0)) add_note(note, note_len, "IMH: no proposal was accepted");
+  if (st == TF_OK && Mt > M && acc > 0) {
+    /* the chain's states, for the derived quantities' blocked jackknife */
+    double *cs = malloc((size_t)(n * M) * sizeof *cs);
+    if (!cs) st = tf_error(TF_ENOMEM, "out of memory for an IMH chain of %lld", (long long)n);
+    for (int64_t t = 0; st == TF_OK && t < n; t++)
+      memcpy(cs + t * M, obs + chain[t] * M, (size_t)M * sizeof *cs);
+    if (st == TF_OK)
+      st = eval_derived(p, n, NULL, cs, &r->tab[TF_EV_OBS_IMH][row * Mt],
+                        &r->tab[TF_EV_OBS_IMH_ERR][row * Mt]);
+    free(cs);
+  }
   free(chain);
   free(f);
   return st;
@@ -269,14 +303,14 @@ int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
                       int64_t row, char *note, size_t note_len) {
   if (note && note_len) note[0] = '\0';
   const int64_t D = tf_physics_dim(p), N = cfg->n;
-  const int M = tf_physics_n_obs(p);
+  const int M = tf_physics_n_obs(p), Mt = M + tf_physics_n_derived(p);
   if (tf_flow_get_config(flow)->dim != D)
     return tf_error(TF_EINVAL, "the flow has dimension %d, physics module %s has %lld",
                     tf_flow_get_config(flow)->dim, tf_physics_describe(p), (long long)D);
-  if (N < 2 || cfg->bootstrap < 2 || row < 0 || row >= r->k || r->m != M)
+  if (N < 2 || cfg->bootstrap < 2 || row < 0 || row >= r->k || r->m != Mt)
     return tf_error(TF_EINVAL, "evaluation: need N >= 2 (got %lld), B >= 2 (got %lld) and a "
                     "result with row %lld and %d observables", (long long)N,
-                    (long long)cfg->bootstrap, (long long)row, M);
+                    (long long)cfg->bootstrap, (long long)row, Mt);
   r->col[TF_EV_C][row] = c;
   r->col[TF_EV_N_REF][row] = 0; /* counts, not missing values: set when references exist */
   r->col[TF_EV_REF_SOURCE][row] = 0;
@@ -311,7 +345,7 @@ int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
   if (st == TF_OK) st = tf_stats_ess(n, lw, &r->col[TF_EV_ESS][row]);
   if (st == TF_OK) st = tf_stats_log_z(n, lw, &r->col[TF_EV_LOGZ][row], NULL);
   for (int k = 0; st == TF_OK && k < M; k++)
-    st = tf_stats_snis_mean(n, lw, obs + k, M, &r->tab[TF_EV_OBS_RW][row * M + k], NULL);
+    st = tf_stats_snis_mean(n, lw, obs + k, M, &r->tab[TF_EV_OBS_RW][row * Mt + k], NULL);
   if (st == TF_OK) {
     tf_rng_init(&rng, cfg->seed, 0, TF_RNG_USER + 1, (uint32_t)index);
     st = tf_stats_is_bootstrap(n, lw, M, obs, cfg->bootstrap, &rng, err);
@@ -319,8 +353,11 @@ int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
   if (st == TF_OK) {
     r->col[TF_EV_ESS_ERR][row] = err[0];
     r->col[TF_EV_LOGZ_ERR][row] = err[1];
-    for (int k = 0; k < M; k++) r->tab[TF_EV_OBS_RW_ERR][row * M + k] = err[2 + k];
+    for (int k = 0; k < M; k++) r->tab[TF_EV_OBS_RW_ERR][row * Mt + k] = err[2 + k];
   }
+  if (st == TF_OK)
+    st = eval_derived(p, n, lw, obs, &r->tab[TF_EV_OBS_RW][row * Mt],
+                      &r->tab[TF_EV_OBS_RW_ERR][row * Mt]);
   double log_z = NAN;
   const int zst = st == TF_OK ? tf_physics_log_z(p, c, &log_z) : TF_EUNSUP;
   if (zst == TF_OK && isfinite(log_z)) {

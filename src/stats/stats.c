@@ -324,3 +324,60 @@ int tf_stats_tau_int(int64_t n, const double *f, int64_t stride, double c, tf_ta
   out->err = sqrt(g0 * 2.0 * (tau > 0 ? tau : 0) / (double)n);
   return TF_OK;
 }
+
+/* ---- jackknife --------------------------------------------------------------------------------- */
+
+int tf_stats_jackknife(int64_t n, const double *log_w, const double *obs, int m, int n_blocks,
+                       tf_means_fn f, void *arg, int n_out, double *value, double *err) {
+  const int B = n_blocks;
+  if (B < 2 || n < 2 * (int64_t)B || m < 1 || !obs || !f || n_out < 1 || !value || !err)
+    return tf_error(TF_EINVAL, "jackknife: need n >= 2 B, B >= 2, m >= 1 (n %lld, B %d, m %d)",
+                    (long long)n, B, m);
+  double lmax = 0;
+  if (log_w) {
+    lmax = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+      if (log_w[i] > lmax) lmax = log_w[i];
+    if (!(lmax > -INFINITY) || !isfinite(lmax))
+      return tf_error(TF_ENUMERIC, "jackknife: no finite positive weight (max log w %g)", lmax);
+  }
+  /* per block: sum w and sum w o_k (B rows of m + 1); the totals; one mean vector; then the
+   * leave-one-block-out values (B rows of n_out), their average and variance */
+  const size_t mb = (size_t)m + 1;
+  double *buf = calloc((size_t)B * mb + mb + (size_t)m + (size_t)(B + 2) * (size_t)n_out,
+                       sizeof *buf);
+  if (!buf) return tf_error(TF_ENOMEM, "jackknife: out of memory");
+  double *bs = buf, *tot = bs + (size_t)B * mb, *mean = tot + mb, *fbs = mean + m,
+         *avg = fbs + (size_t)B * n_out, *var = avg + n_out;
+  for (int64_t i = 0; i < n; i++) {
+    const int b = (int)((i * B) / n);
+    const double w = log_w ? exp(log_w[i] - lmax) : 1;
+    if (w == 0) continue;
+    double *r = bs + (size_t)b * mb;
+    r[0] += w;
+    for (int k = 0; k < m; k++) r[1 + k] += w * obs[i * m + k];
+  }
+  for (int b = 0; b < B; b++)
+    for (int k = 0; k <= m; k++) tot[k] += bs[(size_t)b * mb + k];
+  for (int k = 0; k < m; k++) mean[k] = tot[1 + k] / tot[0];
+  f(mean, arg, value);
+  /* leave-one-block-out values; the variance in a second pass (stable) */
+  for (int b = 0; b < B; b++) {
+    const double *r = bs + (size_t)b * mb;
+    const double wb = tot[0] - r[0];
+    for (int k = 0; k < m; k++) mean[k] = (tot[1 + k] - r[1 + k]) / wb;
+    f(mean, arg, fbs + (size_t)b * n_out);
+    for (int j = 0; j < n_out; j++) avg[j] += fbs[(size_t)b * n_out + j] / B;
+  }
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < n_out; j++) {
+      const double d = fbs[(size_t)b * n_out + j] - avg[j];
+      var[j] += d * d;
+    }
+  for (int j = 0; j < n_out; j++) {
+    err[j] = isfinite(var[j]) ? sqrt((B - 1.0) / B * var[j]) : NAN;
+    if (!isfinite(value[j])) err[j] = NAN;
+  }
+  free(buf);
+  return TF_OK;
+}

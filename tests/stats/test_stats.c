@@ -317,9 +317,60 @@ static void test_snis_zero_weight_ignores_observable(void **state) {
   assert_close(e, sqrt(18.0 / 16.0), 1e-15);
 }
 
+/* Jackknife: for f = the mean itself and equal blocks it is exactly the standard error of the
+ * block means; weights enter as weighted means; a ratio (the Binder-like 1 - <a>/(3<b>^2))
+ * gets the value of the full means; bad arguments are refused. */
+static void f_mean_and_ratio(const double *m, void *arg, double *out) {
+  (void)arg;
+  out[0] = m[0];
+  out[1] = 1 - m[1] / (3 * m[0] * m[0]);
+}
+
+static void test_jackknife(void **state) {
+  (void)state;
+  enum { N = 1000, B = 20, MO = 2 };
+  double obs[N * MO], lw[N];
+  tf_rng r;
+  tf_rng_init(&r, 5, 0, TF_RNG_TEST, 0);
+  for (int i = 0; i < N; i++) {
+    obs[i * MO] = 1 + tf_rng_normal(&r);
+    obs[i * MO + 1] = obs[i * MO] * obs[i * MO] * (1 + 0.1 * tf_rng_normal(&r));
+    lw[i] = 0.3 * tf_rng_normal(&r);
+  }
+  double v[2], e[2];
+  assert_int_equal(tf_stats_jackknife(N, NULL, obs, MO, B, f_mean_and_ratio, NULL, 2, v, e), TF_OK);
+  double tot = 0, bm[B];
+  for (int b = 0; b < B; b++) {
+    bm[b] = 0;
+    for (int i = b * (N / B); i < (b + 1) * (N / B); i++) bm[b] += obs[i * MO] / (N / B);
+    tot += bm[b] / B;
+  }
+  double se2 = 0;
+  for (int b = 0; b < B; b++) se2 += (bm[b] - tot) * (bm[b] - tot) / (B * (B - 1.0));
+  assert_true(fabs(v[0] - tot) < 1e-12);
+  assert_true(fabs(e[0] - sqrt(se2)) < 1e-12);
+  double s0 = 0, s1 = 0;
+  for (int i = 0; i < N; i++) s0 += obs[i * MO], s1 += obs[i * MO + 1];
+  assert_true(fabs(v[1] - (1 - (s1 / N) / (3 * (s0 / N) * (s0 / N)))) < 1e-12);
+  assert_true(e[1] > 0 && e[1] < 0.1);
+  /* weighted: the value is the self-normalised mean */
+  assert_int_equal(tf_stats_jackknife(N, lw, obs, MO, B, f_mean_and_ratio, NULL, 2, v, e), TF_OK);
+  double sw = 0, swo = 0;
+  for (int i = 0; i < N; i++) sw += exp(lw[i]), swo += exp(lw[i]) * obs[i * MO];
+  assert_true(fabs(v[0] - swo / sw) < 1e-12);
+  assert_true(e[0] > 0.5 * sqrt(se2) && e[0] < 2 * sqrt(se2));
+  /* too few samples for the blocks, one block, all weights zero */
+  assert_int_equal(tf_stats_jackknife(30, NULL, obs, MO, B, f_mean_and_ratio, NULL, 2, v, e), TF_EINVAL);
+  assert_int_equal(tf_stats_jackknife(N, NULL, obs, MO, 1, f_mean_and_ratio, NULL, 2, v, e), TF_EINVAL);
+  double lz[N];
+  for (int i = 0; i < N; i++) lz[i] = -INFINITY;
+  assert_int_equal(tf_stats_jackknife(N, lz, obs, MO, B, f_mean_and_ratio, NULL, 2, v, e), TF_ENUMERIC);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_logsumexp),
+      cmocka_unit_test(test_jackknife),
       cmocka_unit_test(test_ess_known_weights),
       cmocka_unit_test(test_bad_log_weights),
       cmocka_unit_test(test_bootstrap_mean),
