@@ -128,7 +128,7 @@ int tf_eval_result_read(const char *path, tf_eval_result *r);
  * size.  `note` (may be NULL) receives warnings ("" if none), separated by "; ". */
 typedef struct {
   int64_t n;         /* flow samples (>= 2) */
-  int64_t chunk;     /* sampling batch (0: 4096) */
+  int64_t chunk;     /* sampling batch (0: 256; the results do not depend on it) */
   uint64_t seed;
   int64_t imh_n;     /* IMH chain length, <= n (0: no IMH; < 0: all valid samples) */
   int64_t bootstrap; /* resamples B (>= 2) */
@@ -142,7 +142,7 @@ typedef struct {
   const double *x;
 } tf_eval_ref;
 
-tf_eval_config tf_eval_defaults(void); /* N 20000, chunk 4096, seed 1, IMH all, B 200, grid 400 */
+tf_eval_config tf_eval_defaults(void); /* N 20000, chunk 256, seed 1, IMH all, B 200, grid 400 */
 
 /* r: allocated for >= row + 1 conditions and tf_physics_n_obs(p) + tf_physics_n_derived(p)
  * observables.  Writes column

@@ -18,7 +18,7 @@
 #include "tradeflow/stats.h"
 #include "tradeflow/train.h"
 
-enum { DEFAULT_CHUNK = 4096, KL_WIDEN_MAX = 10 };
+enum { DEFAULT_CHUNK = 256, KL_WIDEN_MAX = 10 }; /* rows per flow pass: cache-sized */
 
 static const double KL_SD = 8, KL_MASS = 1 - 1e-6, KL_WIDEN = 1.5;
 
