@@ -8,7 +8,7 @@ set -euo pipefail
 pkgs=(cmake make gcc libc6-dev pkg-config
       libopenmpi-dev openmpi-bin libfftw3-dev libgsl-dev libhdf5-openmpi-dev hdf5-tools
       libcmocka-dev libopenblas-dev librandom123-dev zlib1g-dev libinih-dev gnuplot-nox
-      python3-h5py)
+      python3-h5py slurm-wlm munge)
 for a in "$@"; do
   case "$a" in
     --bench) pkgs+=(python3-torch) ;;

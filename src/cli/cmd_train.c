@@ -173,6 +173,9 @@ int tf_cli_train(int argc, char **argv) {
     return TF_EXIT_USAGE;
   }
 
+  /* before set-up: a SLURM warning signal that arrives while the data load must not kill the
+   * job; the request is honoured at the first step boundary (checkpoint, exit 3) */
+  tf_train_install_signals();
   int status = TF_EXIT_USAGE, setup_ok = 0;
   const tf_dist *dist = tf_cli_dist();
   char ranks_note[64] = "";
@@ -279,7 +282,6 @@ set_up:
          resume ? "resuming at" : "starting at", (long long)tf_trainer_step(tr),
          (long long)tc.steps, ranks_note);
   fflush(stdout);
-  tf_train_install_signals();
   status = TF_EXIT_FAIL; /* from here on, failures happen during the work */
   if (tf_trainer_run(tr) != TF_OK) goto report;
   status = tf_trainer_stopped(tr) ? TF_EXIT_STOPPED : TF_EXIT_OK;
