@@ -110,8 +110,8 @@ typedef struct {
 } tf_mcmc_stats;
 
 tf_mcmc_config tf_mcmc_defaults(void);
-/* "HMC" for modules with their own Hamiltonian Monte Carlo (lattice fields; n_per_chain
- * counts trajectories), "MALA" otherwise. */
+/* "HMC" for modules with their own Hamiltonian Monte Carlo (lattice fields; burn_in and thin
+ * then count trajectories, n_per_chain recorded fields), "MALA" otherwise. */
 const char *tf_physics_mcmc_sampler(const tf_physics *p);
 int tf_physics_mcmc(const tf_physics *p, double c, const tf_mcmc_config *cfg, const double *x0,
                     tf_rng *rng, double *x, tf_mcmc_stats *stats);

@@ -111,7 +111,7 @@ typedef void (*tf_means_fn)(const double *means, void *arg, double *out);
  * f_(b) from all samples outside block b.  Valid for independent samples and for Markov
  * chains whose blocks are much longer than the autocorrelation time (the caller's choice of
  * B).  value / err NaN where f is not finite.  TF_EINVAL for n < 2 B or B < 2; TF_ENUMERIC
- * when all weights are 0.  One allocation of 2 B (m + 1) doubles. */
+ * when all weights are 0.  One allocation of B (m + 1) + 2 m + 1 + (B + 2) n_out doubles. */
 int tf_stats_jackknife(int64_t n, const double *log_w, const double *obs, int m, int n_blocks,
                        tf_means_fn f, void *arg, int n_out, double *value, double *err);
 

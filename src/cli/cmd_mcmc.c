@@ -26,6 +26,7 @@
 
 #include "cli.h"
 #include "tradeflow/error.h"
+#include "tradeflow/result.h"
 #include "tradeflow/stats.h"
 
 static void usage(FILE *f) {
@@ -66,7 +67,8 @@ static char *read_text(const char *path) {
   return buf;
 }
 
-/* Blank every line outside [physics] and [mcmc], keeping the line structure. */
+/* Blank the lines of the other sections train knows ([model], [data], ...), keeping the line
+ * structure; a header the schema does not know stays, so that the loader names it. */
 static void keep_sections(char *text) {
   int keep = 1; /* lines before the first header: comments or errors the loader reports */
   for (char *p = text; *p;) {
@@ -77,8 +79,14 @@ static void keep_sections(char *text) {
     if (*q == '[') {
       const char *r = q + 1;
       while (*r == ' ' || *r == '\t') r++;
-      keep = (!strncmp(r, "physics", 7) && strchr("] \t", r[7])) ||
-             (!strncmp(r, "mcmc", 4) && strchr("] \t", r[4]));
+      keep = 1;
+      for (int k = 0; k < tf_cli_schema_n; k++) {
+        const char *sec = tf_cli_schema[k].section;
+        const size_t ls = strlen(sec);
+        if (strcmp(sec, "physics") && strcmp(sec, "mcmc") && !strncmp(r, sec, ls) &&
+            strchr("] \t", r[ls]))
+          keep = 0;
+      }
     }
     if (!keep) memset(p, ' ', len);
     p += len + (e ? 1 : 0);
@@ -90,15 +98,13 @@ typedef struct {
 } obs_stat;
 
 /* mean, error and tau of column j over `chains` chains of n rows each (chain-major) */
-static int chain_stats(const double *obs, int M, int j, int64_t chains, int64_t n, obs_stat *s) {
+static void chain_stats(const double *obs, int M, int j, int64_t chains, int64_t n, obs_stat *s) {
   double sum = 0, e2 = 0, tau = 0;
   for (int64_t k = 0; k < chains; k++) {
     tf_tau_result t;
-    if (n >= 2) {
-      const int rc = tf_stats_tau_int(n, obs + (k * n) * M + j, M, 6, &t);
-      if (rc) return rc;
-    } else {
-      t.mean = obs[(k * n) * M + j];
+    /* a non-finite observable gives NaN statistics, not a lost run */
+    if (n < 2 || tf_stats_tau_int(n, obs + (k * n) * M + j, M, 6, &t) != TF_OK) {
+      t.mean = n == 1 ? obs[(k * n) * M + j] : NAN;
       t.err = NAN;
       t.tau = NAN;
     }
@@ -109,7 +115,6 @@ static int chain_stats(const double *obs, int M, int j, int64_t chains, int64_t 
   s->mean = sum / (double)chains;
   s->err = sqrt(e2) / (double)chains;
   s->tau = tau / (double)chains;
-  return TF_OK;
 }
 
 int tf_cli_mcmc(int argc, char **argv) {
@@ -198,6 +203,12 @@ int tf_cli_mcmc(int argc, char **argv) {
              "command keeps in memory (1e10 values)", path, K, (long long)per, (long long)D);
     goto fail;
   }
+  if (M > 256) {
+    tf_error(TF_EUNSUP, "module %s has %d observables (at most 256)", tf_physics_name(p), M);
+    goto fail;
+  }
+  /* an unwritable output is reported before the sampling, not after it */
+  if (tf_eval_result_probe(out) != TF_OK) goto fail;
   status = TF_EXIT_FAIL;
   x = malloc((size_t)(N * D) * sizeof *x);
   c = malloc((size_t)N * sizeof *c);
@@ -262,7 +273,7 @@ int tf_cli_mcmc(int argc, char **argv) {
             tf_physics_param(p), cl[i], ms.accept, ms.step, secs);
     for (int j = 0; j < M; j++) {
       obs_stat s;
-      if (chain_stats(oi, M, j, mc.chains, mc.n_per_chain, &s) != TF_OK) goto fail;
+      chain_stats(oi, M, j, mc.chains, mc.n_per_chain, &s);
       row[(4 + 3 * j) * K + i] = s.mean;
       row[(5 + 3 * j) * K + i] = s.err;
       row[(6 + 3 * j) * K + i] = s.tau;
@@ -293,17 +304,13 @@ int tf_cli_mcmc(int argc, char **argv) {
     goto fail;
   }
   const double *cols[4 + 3 * 256];
-  if (n_sum > 4 + 3 * 256) {
-    tf_error(TF_EUNSUP, "module %s has %d observables (at most 256)", tf_physics_name(p), M);
-    goto fail;
-  }
   for (int j = 0; j < n_sum; j++) cols[j] = sum + (int64_t)j * K;
   const char *onames[256];
   for (int j = 0; j < M && j < 256; j++) onames[j] = tf_physics_obs_name(p, j);
   tf_mcmc_file f = {.n = N, .d = D, .m = M, .x = x, .c = c, .log_q = lq, .chain = chain,
                     .obs = obs, .obs_names = onames, .k = K, .n_summary = n_sum,
                     .summary_names = (const char *const *)sum_names, .summary = cols,
-                    .physics = tf_physics_describe(p), .physics_params = tf_physics_describe(p),
+                    .physics = tf_physics_name(p), .physics_params = tf_physics_describe(p),
                     .sampler = sampler, .config_text = eff, .chains = mc.chains,
                     .n_per_chain = mc.n_per_chain, .burn_in = mc.burn_in, .thin = mc.thin,
                     .seed = (int64_t)seed};

@@ -78,8 +78,9 @@ const tf_cfg_key tf_cli_schema[] = {
      "acceptance the step size is tuned to; 0: the sampler's default (HMC 0.8, MALA 0.6)"},
     {"mcmc", "seed", TF_CFG_INT, "1", 0, 9.007199254740992e15, NULL,
      "random stream of the chains"},
-    {"mcmc", "out", TF_CFG_PATH_OUT, "", UNB, NULL,
-     "output file (tradeflow-mcmc layout, docs/FILES.md); required by tradeflow mcmc"},
+    {"mcmc", "out", TF_CFG_STRING, "", UNB, NULL,
+     "output file of tradeflow mcmc (tradeflow-mcmc layout, docs/FILES.md), relative to the "
+     "working directory; checked by tradeflow mcmc only"},
     /* ---- [data] ---- */
     {"data", "file", TF_CFG_PATH_IN, "", UNB, NULL,
      "HDF5 file with the training samples (empty: exact samples from the physics module, "

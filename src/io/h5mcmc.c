@@ -13,6 +13,9 @@ static int check(const char *path, const tf_mcmc_file *f) {
     return tf_error(TF_EINVAL, "%s: MCMC file: bad sizes", path);
   if (f->n > 0 && (!f->x || !f->c || !f->log_q || !f->chain || (f->m > 0 && !f->obs)))
     return tf_error(TF_EINVAL, "%s: MCMC file: a dataset is NULL", path);
+  for (int64_t j = 0; j < f->m; j++)
+    if (!f->obs_names || !f->obs_names[j])
+      return tf_error(TF_EINVAL, "%s: MCMC file: observable name %lld is NULL", path, (long long)j);
   for (int i = 0; i < f->n_summary; i++)
     if (!f->summary_names || !f->summary_names[i] || (f->k > 0 && !f->summary[i]))
       return tf_error(TF_EINVAL, "%s: MCMC file: summary column %d is NULL", path, i);

@@ -103,14 +103,25 @@ static void derived_cb(const double *means, void *arg, double *out) {
 }
 
 /* Columns M.. of table rows `tab` / `tab_err` (row stride Mt): the derived quantities of the
- * samples obs (n, M), weighted by log_w (NULL: equal), with blocked-jackknife errors.  Too few
- * samples for the blocks leave NaN. */
+ * samples obs (n, M), weighted by log_w (NULL: equal), with blocked-jackknife errors.  Blocks
+ * hold at least 4 tau_max samples (tau_max: the largest integrated autocorrelation time of
+ * the observables; 0.5 for independent samples), at most DERIVED_BLOCKS of them; fewer than 2
+ * such blocks leave NaN and a note. */
 static int eval_derived(const tf_physics *p, int64_t n, const double *log_w, const double *obs,
-                        double *tab, double *tab_err) {
+                        double tau_max, double *tab, double *tab_err, const char *what,
+                        char *note, size_t note_len) {
   const int M = tf_physics_n_obs(p), Md = tf_physics_n_derived(p);
-  if (Md == 0 || n < 2 * DERIVED_BLOCKS) return TF_OK;
-  return tf_stats_jackknife(n, log_w, obs, M, DERIVED_BLOCKS, derived_cb, (void *)p, Md,
-                            tab + M, tab_err + M);
+  if (Md == 0) return TF_OK;
+  const double len = ceil(4 * (tau_max > 0.5 ? tau_max : 0.5));
+  int64_t B = isfinite(len) ? (int64_t)((double)n / len) : 0;
+  if (B > DERIVED_BLOCKS) B = DERIVED_BLOCKS;
+  if (B < 2) {
+    add_note(note, note_len, "%s: %lld samples are too few for jackknife blocks of %g "
+             "(4 tau_int): no %s", what, (long long)n, len, tf_physics_derived_name(p, 0));
+    return TF_OK;
+  }
+  return tf_stats_jackknife(n, log_w, obs, M, (int)B, derived_cb, (void *)p, Md, tab + M,
+                            tab_err + M);
 }
 
 /* ---- reference samples ----------------------------------------------------------------------- */
@@ -137,18 +148,21 @@ static int eval_reference(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, doubl
   r->col[TF_EV_REF_SOURCE][row] = from_file ? 2 : 1;
   st = tf_physics_observables(p, n, x, cvec, obs);
   if (st != TF_OK) return tf_error(st, "observables of the reference samples: %s", tf_errmsg());
+  double tau_max = 0.5;
   for (int k = 0; k < M; k++) {
     double *mean = &r->tab[TF_EV_OBS_REF][row * Mt + k];
     double *err = &r->tab[TF_EV_OBS_REF_ERR][row * Mt + k];
     tf_stats_mean_se(n, obs + k, M, mean, err);
     tf_tau_result t;
     /* file rows may be a Markov chain: the error then needs its autocorrelation time */
-    if (from_file && n >= 2 && tf_stats_tau_int(n, obs + k, M, 6, &t) == TF_OK && t.tau > 0.5)
+    if (from_file && n >= 2 && tf_stats_tau_int(n, obs + k, M, 6, &t) == TF_OK && t.tau > 0.5) {
       *err = t.err;
+      if (t.tau > tau_max) tau_max = t.tau;
+    }
   }
-  /* blocks in file order: contiguous stretches of the chains, much longer than tau_int */
-  return eval_derived(p, n, NULL, obs, &r->tab[TF_EV_OBS_REF][row * Mt],
-                      &r->tab[TF_EV_OBS_REF_ERR][row * Mt]);
+  /* blocks in file order: contiguous stretches of the chains */
+  return eval_derived(p, n, NULL, obs, tau_max, &r->tab[TF_EV_OBS_REF][row * Mt],
+                      &r->tab[TF_EV_OBS_REF_ERR][row * Mt], "reference", note, note_len);
 }
 
 /* ---- KL by quadrature ------------------------------------------------------------------------ */
@@ -259,7 +273,7 @@ static int eval_imh(int64_t n, const double *log_w, const double *obs, int M, tf
   double *f = malloc((size_t)n * sizeof *f);
   int st = chain && f ? TF_OK : tf_error(TF_ENOMEM, "out of memory for an IMH chain of %lld",
                                          (long long)n);
-  double acc = NAN;
+  double acc = NAN, tau_max = 0.5;
   if (st == TF_OK) st = tf_stats_imh(n, log_w, rng, chain, &acc);
   if (st == TF_OK) r->col[TF_EV_IMH_ACCEPT][row] = acc;
   for (int k = 0; st == TF_OK && k < M; k++) {
@@ -272,6 +286,7 @@ static int eval_imh(int64_t n, const double *log_w, const double *obs, int M, tf
     const int64_t q = row * Mt + k;
     r->tab[TF_EV_OBS_IMH][q] = tr.mean;
     r->tab[TF_EV_OBS_TAU][q] = tr.tau;
+    if (tr.tau > tau_max) tau_max = tr.tau;
     r->tab[TF_EV_OBS_TAU_ERR][q] = tr.tau_err;
     /* a chain that never moved has no measurable error */
     r->tab[TF_EV_OBS_IMH_ERR][q] = acc > 0 ? tr.err : NAN;
@@ -287,8 +302,8 @@ static int eval_imh(int64_t n, const double *log_w, const double *obs, int M, tf
     for (int64_t t = 0; st == TF_OK && t < n; t++)
       memcpy(cs + t * M, obs + chain[t] * M, (size_t)M * sizeof *cs);
     if (st == TF_OK)
-      st = eval_derived(p, n, NULL, cs, &r->tab[TF_EV_OBS_IMH][row * Mt],
-                        &r->tab[TF_EV_OBS_IMH_ERR][row * Mt]);
+      st = eval_derived(p, n, NULL, cs, tau_max, &r->tab[TF_EV_OBS_IMH][row * Mt],
+                        &r->tab[TF_EV_OBS_IMH_ERR][row * Mt], "IMH", note, note_len);
     free(cs);
   }
   free(chain);
@@ -356,8 +371,8 @@ int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
     for (int k = 0; k < M; k++) r->tab[TF_EV_OBS_RW_ERR][row * Mt + k] = err[2 + k];
   }
   if (st == TF_OK)
-    st = eval_derived(p, n, lw, obs, &r->tab[TF_EV_OBS_RW][row * Mt],
-                      &r->tab[TF_EV_OBS_RW_ERR][row * Mt]);
+    st = eval_derived(p, n, lw, obs, 0.5, &r->tab[TF_EV_OBS_RW][row * Mt],
+                      &r->tab[TF_EV_OBS_RW_ERR][row * Mt], "reweighting", note, note_len);
   double log_z = NAN;
   const int zst = st == TF_OK ? tf_physics_log_z(p, c, &log_z) : TF_EUNSUP;
   if (zst == TF_OK && isfinite(log_z)) {

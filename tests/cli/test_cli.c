@@ -316,10 +316,19 @@ static void test_mcmc(void **state) {
   assert_non_null(strstr(out, "mcmc.out"));
   assert_int_equal(run("mcmc mcmc.ini --set mcmc.conditions=1e6"), 2);
   assert_non_null(strstr(out, "valid range"));
-  write_file("mcmc_bad2.ini", "[physics]\nname = double_well\n\n[mcmc]\nsteps = 10\n");
+  /* other sections are blanked, not removed: the line number is the file's own */
+  write_file("mcmc_bad2.ini", "[model]\nblocks = 2\n[physics]\nname = double_well\n\n[mcmc]\n"
+                              "steps = 10\n");
   assert_int_equal(run("mcmc mcmc_bad2.ini"), 2);
-  assert_non_null(strstr(out, "mcmc_bad2.ini:5"));
+  assert_non_null(strstr(out, "mcmc_bad2.ini:7"));
   assert_non_null(strstr(out, "steps"));
+  /* a misspelt section is refused, not skipped */
+  write_file("mcmc_bad3.ini", "[physics]\nname = double_well\n[mcmcc]\nsamples = 10\n");
+  assert_int_equal(run("mcmc mcmc_bad3.ini"), 2);
+  assert_non_null(strstr(out, "mcmcc"));
+  /* an output directory that does not exist: refused before any sampling */
+  assert_int_equal(run("mcmc mcmc.ini --set mcmc.out=no/such/dir/c.h5"), 2);
+  assert_non_null(strstr(out, "no/such/dir"));
 }
 
 /* profile: the untrained flow (N(0, I)) reweighted to the double well at T = 1 reproduces the

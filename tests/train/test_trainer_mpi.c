@@ -148,7 +148,6 @@ static int train(int kind, int64_t steps, const tf_dist *d, tf_real *out, int64_
   return rc;
 }
 
-/* Every loss: replicas identical on all ranks, two runs identical. */
 /* The gradient mean itself: for lengths that do not divide into P slices (and shorter than
  * P), every rank gets the exact mean (integer-valued inputs: the sums are exact in float)
  * and the same bits. */
@@ -173,6 +172,7 @@ static void test_dist_mean_ring(void **state) {
   }
 }
 
+/* Every loss: replicas identical on all ranks, two runs identical. */
 static void test_replicas_identical_and_runs_repeatable(void **state) {
   (void)state;
   enum { MAXP = 20000 };
