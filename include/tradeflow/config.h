@@ -146,6 +146,11 @@ tf_config *tf_config_load_string(const char *text, const char *origin,
                                  const tf_cfg_key *schema, int n_schema, int n_set,
                                  const char *const *set);
 
+/* The whole text of a config file into *text (malloc'd, NUL-terminated; the caller frees),
+ * with the loader's checks and messages (missing, a directory, unreadable, implausibly
+ * large), for commands that read selected sections themselves. */
+int tf_config_read_text(const char *path, char **text);
+
 /* The status of this thread's last failed load (TF_OK after a successful one). */
 int tf_config_load_status(void);
 

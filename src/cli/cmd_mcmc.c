@@ -41,32 +41,6 @@ static void usage(FILE *f) {
           "data.condition_dataset = c) and as tradeflow eval --reference.\n");
 }
 
-static char *read_text(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    tf_error(TF_EIO, "%s: cannot open the config file", path);
-    return NULL;
-  }
-  size_t cap = 4096, n = 0;
-  char *buf = malloc(cap);
-  while (buf) {
-    n += fread(buf + n, 1, cap - 1 - n, f);
-    if (n < cap - 1) break;
-    char *b = realloc(buf, cap *= 2);
-    if (!b) free(buf);
-    buf = b;
-  }
-  const int bad = ferror(f);
-  fclose(f);
-  if (!buf || bad) {
-    free(buf);
-    tf_error(bad ? TF_EIO : TF_ENOMEM, "%s: cannot read the config file", path);
-    return NULL;
-  }
-  buf[n] = 0;
-  return buf;
-}
-
 /* Blank the lines of the other sections train knows ([model], [data], ...), keeping the line
  * structure; a header the schema does not know stays, so that the loader names it. */
 static void keep_sections(char *text) {
@@ -153,8 +127,8 @@ int tf_cli_mcmc(int argc, char **argv) {
   int64_t *chain = NULL;
   char **sum_names = NULL, *eff = NULL;
   int n_sum = 0;
-  char *text = read_text(path);
-  if (!text) goto fail;
+  char *text = NULL;
+  if (tf_config_read_text(path, &text) != TF_OK) goto fail;
   keep_sections(text);
   cfg = tf_config_load_string(text, path, tf_cli_schema + tf_cli_model_n(),
                               tf_cli_physics_n() + tf_cli_mcmc_n(), n_set, set);

@@ -130,28 +130,13 @@ int tf_cli_sample(int argc, char **argv) {
     if (k > 0) {
       tf_rng r;
       tf_rng_init(&r, (uint64_t)seed, 0, TF_RNG_LATENT, (uint32_t)b);
-      /* The flow runs over the chunk in pieces of SUB rows drawing from the chunk's stream in
-       * order (the same latents as one pass): intermediates of a few hundred rows stay in
-       * cache and in arena pages already mapped, which makes sampling several times faster
-       * than one pass over 8192 rows (measured: 4096 conv-flow samples 9.3 s -> 1.1 s). */
-      for (int64_t i0 = 0; i0 < k && st == TF_OK; i0 += SUB) {
-        const int64_t kk = k - i0 < SUB ? k - i0 : SUB;
-        tf_ctx_reset(ctx);
-        tf_tensor *c = tf_full(ctx, 2, (int64_t[]){kk, 1}, cond), *logp = NULL;
-        tf_tensor *x = c ? tf_flow_sample(m.flow, ctx, m.fc.conditional ? c : NULL, kk, &r, &logp)
-                         : NULL;
-        if (!x || !logp) {
-          st = tf_error(TF_EINVAL, "drawing rows %lld..%lld from the flow failed: %s",
-                        (long long)(row0 + i0), (long long)(row0 + i0 + kk - 1),
-                        *tf_errmsg() ? tf_errmsg() : "no reason given");
-        } else {
-          for (int64_t i = 0; i < kk * D; i++) xd[i0 * D + i] = (double)x->data[i];
-          for (int64_t i = 0; i < kk; i++) {
-            cd[i0 + i] = cond;
-            lp[i0 + i] = (double)logp->data[i];
-          }
-        }
-      }
+      /* the chunk's stream in pieces of SUB rows: cache-sized intermediates, the same latents
+       * as one pass (4096 conv-flow samples: 9.3 s in one pass, 1.1 s in pieces) */
+      st = tf_flow_draw(m.flow, ctx, cond, k, SUB, &r, xd, lp);
+      if (st != TF_OK)
+        tf_error(st, "drawing rows %lld..%lld from the flow failed: %s", (long long)row0,
+                 (long long)(row0 + k - 1), tf_errmsg());
+      for (int64_t i = 0; i < k; i++) cd[i] = cond;
       if (st == TF_OK && phys) st = tf_physics_log_q(phys, k, xd, cd, lq, NULL, NULL);
     }
     if (tf_dist_agree(dist, st) != TF_OK) goto fail;

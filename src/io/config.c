@@ -1184,6 +1184,13 @@ static int read_file(const char *path, char **out, size_t *len, char *m) {
   return TF_OK;
 }
 
+int tf_config_read_text(const char *path, char **text) {
+  char m[MSG_MAX] = "";
+  size_t len;
+  const int st = read_file(path, text, &len, m);
+  return st ? tf_error(st, "%s", m) : TF_OK;
+}
+
 tf_config *tf_config_load(const char *path, const tf_cfg_key *schema, int n_schema, int n_set,
                           const char *const *set) {
   if (!path) return load(NULL, 0, "config", NULL, schema, n_schema, n_set, set);

@@ -52,31 +52,6 @@ static void add_note(char *note, size_t len, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* N samples from the flow at c into x (n, D) and log_p (n), in chunks with recording off. */
-static int draw(tf_flow *flow, tf_ctx *ctx, double c, int64_t n, int64_t chunk, tf_rng *rng,
-                double *x, double *log_p) {
-  const tf_flow_config *fc = tf_flow_get_config(flow);
-  const int64_t D = fc->dim;
-  const int grad = tf_ctx_set_grad(ctx, 0);
-  int st = TF_OK;
-  for (int64_t i0 = 0; i0 < n && st == TF_OK; i0 += chunk) {
-    const int64_t k = n - i0 < chunk ? n - i0 : chunk;
-    tf_ctx_reset(ctx);
-    tf_tensor *ct = fc->conditional ? tf_full(ctx, 2, (int64_t[]){k, 1}, c) : NULL, *lp = NULL;
-    tf_tensor *xs = tf_flow_sample(flow, ctx, ct, k, rng, &lp);
-    if (!xs || !lp) {
-      st = tf_ctx_status(ctx) ? tf_ctx_status(ctx) : TF_EINVAL;
-      tf_error(st, "sampling the flow at c = %g: %s", c, tf_errmsg());
-      break;
-    }
-    for (int64_t i = 0; i < k * D; i++) x[i0 * D + i] = (double)xs->data[i];
-    for (int64_t i = 0; i < k; i++) log_p[i0 + i] = (double)lp->data[i];
-  }
-  tf_ctx_reset(ctx);
-  tf_ctx_set_grad(ctx, grad);
-  return st;
-}
-
 /* Moves the rows with a usable log-weight to the front (stable); returns how many. */
 static int64_t keep_valid(int64_t n, int64_t D, double *x, double *log_p, double *log_w) {
   int64_t m = 0;
@@ -341,7 +316,7 @@ int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
   for (int64_t i = 0; st == TF_OK && i < cap; i++) cvec[i] = c;
   tf_rng rng;
   tf_rng_init(&rng, cfg->seed, 0, TF_RNG_LATENT, (uint32_t)index);
-  if (st == TF_OK) st = draw(flow, ctx, c, N, cfg->chunk > 0 ? cfg->chunk : DEFAULT_CHUNK, &rng, x, lp);
+  if (st == TF_OK) st = tf_flow_draw(flow, ctx, c, N, cfg->chunk > 0 ? cfg->chunk : DEFAULT_CHUNK, &rng, x, lp);
   if (st == TF_OK) st = tf_physics_log_q(p, N, x, cvec, lw, NULL, NULL);
   int64_t n = 0;
   if (st == TF_OK) {

@@ -3,7 +3,7 @@
  * Exported: tf_train_defaults, tf_trainer_create, tf_trainer_destroy, tf_trainer_resume,
  *           tf_trainer_run, tf_trainer_val_nll, tf_trainer_step, tf_trainer_skipped,
  *           tf_trainer_stopped, tf_trainer_last_loss, tf_trainer_comm_seconds,
- *           tf_dataset_log_prob, tf_train_request_stop,
+ *           tf_dataset_log_prob, tf_flow_draw, tf_train_request_stop,
  *           tf_train_install_signals.
  *
  * Exact resumption rests on three choices: the batch of a step is a function of the step
@@ -406,6 +406,31 @@ int tf_dataset_log_prob(tf_flow *flow, tf_ctx *ctx, const tf_dataset *data, cons
   tf_ctx_set_grad(ctx, grad);
   return rc;
 }
+
+int tf_flow_draw(tf_flow *flow, tf_ctx *ctx, double c, int64_t n, int64_t chunk, tf_rng *rng,
+                double *x, double *log_p) {
+  const tf_flow_config *fc = tf_flow_get_config(flow);
+  const int64_t D = fc->dim;
+  const int grad = tf_ctx_set_grad(ctx, 0);
+  int st = TF_OK;
+  for (int64_t i0 = 0; i0 < n && st == TF_OK; i0 += chunk) {
+    const int64_t k = n - i0 < chunk ? n - i0 : chunk;
+    tf_ctx_reset(ctx);
+    tf_tensor *ct = fc->conditional ? tf_full(ctx, 2, (int64_t[]){k, 1}, c) : NULL, *lp = NULL;
+    tf_tensor *xs = tf_flow_sample(flow, ctx, ct, k, rng, &lp);
+    if (!xs || !lp) {
+      st = tf_ctx_status(ctx) ? tf_ctx_status(ctx) : TF_EINVAL;
+      tf_error(st, "sampling the flow at c = %g: %s", c, tf_errmsg());
+      break;
+    }
+    for (int64_t i = 0; i < k * D; i++) x[i0 * D + i] = (double)xs->data[i];
+    for (int64_t i = 0; i < k; i++) log_p[i0 + i] = (double)lp->data[i];
+  }
+  tf_ctx_reset(ctx);
+  tf_ctx_set_grad(ctx, grad);
+  return st;
+}
+
 
 /* Collective over the ranks: each evaluates its share of the rows, the sums are combined. */
 double tf_trainer_val_nll(tf_trainer *t) {
