@@ -73,8 +73,9 @@ int tf_lat_two_point_p(tf_lat_fft *f, int64_t n, int64_t dim, const double *x, d
 /* ---- HMC reference sampler (physics/lattice/hmc.c) ------------------------------------------ */
 
 /* H(phi, pi) = pi^T M^-1 pi / 2 + S(phi, c) with S the module's action ("phi4": hopping form,
- * c = kappa; "phi4_mass": mass form, c = m2), integrated over trajectory length tau with n_md
- * steps eps = tau / n_md, then Metropolis accept/reject on the total dH (exact for any eps).
+ * c = kappa; "phi4_mass": mass form, c = m2), integrated with n_md steps of eps (untuned: eps =
+ * tau / n_md; tuned: n_md = ceil(tau / eps), a trajectory of length n_md eps in [tau, tau +
+ * eps), eps <= 4 tau), then Metropolis accept/reject on the total dH (exact for any eps).
  *   M = I, or with Fourier acceleration M_p = 2 a (khat^2(p) + M_fa^2) with a the coefficient
  *   of the kinetic term in S (1 in the mass form, kappa in the hopping form): the momenta are
  *   drawn with covariance M and dphi/dt = M^-1 pi, both through FFTW.  With lambda = 0 and
@@ -83,7 +84,7 @@ int tf_lat_two_point_p(tf_lat_fft *f, int64_t n, int64_t dim, const double *x, d
  * Integrators: leapfrog (one force per step), or Omelyan's 2nd-order minimum-norm scheme
  *   (lambda = 0.1931833, two forces per step, far smaller dH at equal eps).
  * Step tuning: during thermalisation only (Robbins-Monro on log eps towards target_accept,
- *   Polyak average over its second half), then n_md = ceil(tau / eps) is frozen, so the chain
+ *   Polyak average over its second half), then eps and n_md = ceil(tau / eps) are frozen, so the chain
  *   after thermalisation is a time-homogeneous Markov chain. */
 typedef enum { TF_LAT_LEAPFROG = 0, TF_LAT_OMELYAN = 1 } tf_lat_integrator;
 

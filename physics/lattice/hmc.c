@@ -23,9 +23,12 @@
  *
  * Step tuning (thermalisation only): Robbins-Monro on log eps with gain (t + 10)^-0.6 towards
  * target_accept, driven by the acceptance probability min(1, exp(-dH)); each tuning trajectory
- * uses n = ceil(tau / eps) steps of tau / n, so the trajectory length stays tau.  The frozen
- * step is exp of the mean of log eps over the second half of thermalisation; then n_md =
- * ceil(tau / eps) and eps = tau / n_md stay fixed.
+ * uses n = ceil(tau / eps) steps of eps, so its length n eps lies in [tau, tau + eps).  The
+ * frozen step is exp of the mean of log eps over the second half of thermalisation, with n_md =
+ * ceil(tau / eps); eps may grow to 4 tau (one step, a longer trajectory) where a single step of
+ * tau is still accepted more often than the target.  The step stays continuous: rounding it to tau / n_md would leave only a few
+ * acceptances reachable on small lattices (n_md = 1-3; with Omelyan at L = 8 the next integer
+ * above the target gives ~0.99 instead of 0.8).
  *
  * Memory: tf_lat_hmc_create allocates every buffer (fields, momenta, the run history of
  * cfg->n_traj trajectories, the FFT plans); the trajectory loop allocates nothing.
@@ -316,14 +319,15 @@ int tf_lat_hmc_thermalise(tf_lat_hmc *h, tf_rng *rng) {
     h->thermalised = 1;
     return TF_OK;
   }
-  const double lo = log(c->tau / N_MD_MAX), hi = log(c->tau);
+  const double lo = log(c->tau / N_MD_MAX), hi = log(4 * c->tau);
   double log_eps = log(h->eps), sum = 0;
   int64_t n_avg = 0;
   for (int64_t t = 0; t < nt; t++) {
-    const int n = steps_for(c->tau, exp(log_eps));
+    const double eps = exp(log_eps);
+    const int n = steps_for(c->tau, eps);
     double dh;
     int acc;
-    trajectory(h, rng, n, c->tau / n, &dh, &acc);
+    trajectory(h, rng, n, eps, &dh, &acc);
     const double a = !isfinite(dh) ? 0 : dh <= 0 ? 1 : exp(-dh);
     log_eps += pow((double)t + 10, -0.6) * (a - c->target_accept);
     log_eps = log_eps < lo ? lo : log_eps > hi ? hi : log_eps;
@@ -332,8 +336,8 @@ int tf_lat_hmc_thermalise(tf_lat_hmc *h, tf_rng *rng) {
       n_avg++;
     }
   }
-  h->n_md = steps_for(c->tau, exp(sum / (double)n_avg));
-  h->eps = c->tau / h->n_md;
+  h->eps = exp(sum / (double)n_avg);
+  h->n_md = steps_for(c->tau, h->eps);
   h->thermalised = 1;
   return TF_OK;
 }
