@@ -32,6 +32,14 @@
  * Base: N(0, I), or with latent temperature scaling (cfg.base_temperature = 1) N(0, c I) for a
  * temperature c, N(0, I / c) for an inverse temperature (cfg.base_inverse = 1).
  *
+ * Sign symmetry (cfg.sign_symmetric): for targets invariant under x -> -x (phi^4's Z2) the
+ * flow is the mixture p(x | c) = (q(x | c) + q(-x | c)) / 2 of the bijection's density q and
+ * its mirror image.  In a broken phase the target has two well separated modes, which a
+ * bijection from a unimodal base can only bridge with a nearly singular Jacobian; the mixture
+ * lets q cover one mode.  tf_flow_log_prob evaluates both terms (a second pass over x),
+ * tf_flow_sample draws x ~ q and then a fair sign; both are exact, differentiable in the
+ * parameters and carry d/dc.  tf_flow_forward / tf_flow_inverse stay the bijection q.
+ *
  * Units and conventions: log-densities in nats, per sample, shape (N, 1).
  * Ownership: the flow declares its parameters in the caller's tf_params (which owns them) and
  * owns only its structure; destroy the flow before the params.
@@ -71,6 +79,8 @@ typedef struct {
   int actnorm;          /* 1: ActNorm at the start of every block */
   int subnet;           /* tf_subnet_kind; CONV needs lattice[0] * lattice[1] == dim */
   int lattice[2];       /* L1, L2 (CONV): x[n, i * L2 + j] is site (i, j); both even */
+  int sign_symmetric;   /* 1: the flow's density is p(x | c) = (q(x | c) + q(-x | c)) / 2, q the
+                           bijection's; see "Sign symmetry" above */
   uint64_t seed;        /* permutations and initialisation */
 } tf_flow_config;
 

@@ -34,6 +34,7 @@ int tf_cli_eval(int argc, char **argv);
 int tf_cli_plot(int argc, char **argv);
 int tf_cli_profile(int argc, char **argv);
 int tf_cli_mcmc(int argc, char **argv);
+int tf_cli_efficiency(int argc, char **argv);
 
 /* schema.c: the run config.  Its [model] entries come first (tf_cli_model_n of them). */
 extern const tf_cfg_key tf_cli_schema[];
@@ -80,6 +81,12 @@ int tf_cli_loss_config(const tf_config *c, const tf_physics *phys, const tf_cli_
                        tf_loss_config *out);
 /* The [physics] part of recorded config text (a checkpoint's), loaded against the schema. */
 tf_config *tf_cli_physics_load(const char *text, const char *origin);
+/* The physics module of checkpoint `m` (opened from `ckpt`) for a command that needs a target
+ * (`why` completes "records no physics module: ..."), checked to have the flow's dimension and
+ * cond (if finite) inside its valid range.  On TF_OK the caller owns *pc and *p (destroy both;
+ * on error they are NULL). */
+int tf_cli_model_physics(const tf_cli_model *m, const char *ckpt, const char *why, double cond,
+                         tf_config **pc, tf_physics **p);
 
 /* Option parsing: strict numbers with the option named in the message. */
 int tf_cli_parse_i64(const char *cmd, const char *opt, const char *s, int64_t lo, int64_t hi,

@@ -299,17 +299,23 @@ static void print_tables(const tf_eval_result *r) {
            pm(e, sizeof e, col[TF_EV_NLL_REF][i], col[TF_EV_NLL_REF_ERR][i]),
            pm(f, sizeof f, col[TF_EV_IMH_ACCEPT][i], NAN));
   for (int j = 0; j < r->m; j++) {
-    printf("\n%10s  %-26s %-26s %-8s %s\n", r->param, r->obs_names[j], "IMH-corrected",
-           "tau_int", "reference");
+    printf("\n%10s  %-26s %-26s %-8s %-26s %s\n", r->param, r->obs_names[j], "IMH-corrected",
+           "tau_int", "reference", "pull");
     for (int64_t i = 0; i < r->k; i++) {
       const int64_t q = i * r->m + j;
-      printf("%10.5g  %-26s %-26s %-8s %s\n", col[TF_EV_C][i],
+      /* (IMH - reference) in combined standard errors: the agreement test at a glance */
+      const double ei = r->tab[TF_EV_OBS_IMH_ERR][q], er = r->tab[TF_EV_OBS_REF_ERR][q];
+      const double pull = (r->tab[TF_EV_OBS_IMH][q] - r->tab[TF_EV_OBS_REF][q]) /
+                          sqrt(ei * ei + er * er);
+      char g[32] = "-";
+      if (isfinite(pull)) snprintf(g, sizeof g, "%+.2f", pull);
+      printf("%10.5g  %-26s %-26s %-8s %-26s %s\n", col[TF_EV_C][i],
              pm(a, sizeof a, r->tab[TF_EV_OBS_RW][q], r->tab[TF_EV_OBS_RW_ERR][q]),
              pm(b, sizeof b, r->tab[TF_EV_OBS_IMH][q], r->tab[TF_EV_OBS_IMH_ERR][q]),
              isnan(r->tab[TF_EV_OBS_TAU][q])
                  ? "-"
                  : (snprintf(cc, sizeof cc, "%.3g", r->tab[TF_EV_OBS_TAU][q]), cc),
-             pm(d, sizeof d, r->tab[TF_EV_OBS_REF][q], r->tab[TF_EV_OBS_REF_ERR][q]));
+             pm(d, sizeof d, r->tab[TF_EV_OBS_REF][q], r->tab[TF_EV_OBS_REF_ERR][q]), g);
     }
   }
 }

@@ -173,26 +173,17 @@ int tf_cli_profile(int argc, char **argv) {
     return TF_EXIT_USAGE;
   }
   tf_physics *phys = NULL;
-  tf_config *pc = tf_cli_physics_load(m.config_text, ckpt);
+  tf_config *pc = NULL;
   int status = TF_EXIT_USAGE;
   double *s = NULL, *w = NULL, *xd = NULL, *cd = NULL, *lq = NULL, *fl = NULL, *ex = NULL;
   tf_ctx *ctx = NULL;
   FILE *f = NULL;
-  if (!pc || tf_cli_physics_create(pc, &phys, NULL) != TF_OK) goto fail;
-  if (!phys) {
-    tf_error(TF_EINVAL, "%s records no physics module: profiles need the target density", ckpt);
+  if (tf_cli_model_physics(&m, ckpt, "profiles need the target density", cond, &pc, &phys) !=
+      TF_OK)
     goto fail;
-  }
   const int64_t D = m.fc.dim;
   if (K >= D) {
     tf_error(TF_EINVAL, "--coord %lld: the model has dimension %lld", (long long)K, (long long)D);
-    goto fail;
-  }
-  double lo, hi;
-  tf_physics_param_range(phys, &lo, &hi);
-  if (cond < lo || cond > hi) {
-    tf_error(TF_ERANGE, "--condition %g is outside the valid range [%g, %g] of %s for %s", cond,
-             lo, hi, tf_physics_param(phys), tf_physics_describe(phys));
     goto fail;
   }
   status = TF_EXIT_FAIL;

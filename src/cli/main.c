@@ -25,6 +25,8 @@ static void usage(FILE *f) {
           "        free-energy profile along one coordinate, reweighted, against the exact one\n"
           "  mcmc CONFIG [--set section.key=value ...]\n"
           "        reference Markov chains (HMC, MALA) of the config's physics at mcmc.conditions\n"
+          "  efficiency CHECKPOINT --condition C [--n N] [--mcmc-n M]\n"
+          "        effective samples per second: flow independence Metropolis against MCMC\n"
           "  demo [--steps N] [--seed S] [--batch B]\n"
           "        fit a small MLP to a 1-D function with the tensor engine (end-to-end check)\n"
           "  version\n"
@@ -61,6 +63,7 @@ static int dispatch(int argc, char **argv) {
   if (!strcmp(cmd, "plot")) return tf_cli_plot(argc - 1, argv + 1);
   if (!strcmp(cmd, "profile")) return tf_cli_profile(argc - 1, argv + 1);
   if (!strcmp(cmd, "mcmc")) return tf_cli_mcmc(argc - 1, argv + 1);
+  if (!strcmp(cmd, "efficiency")) return tf_cli_efficiency(argc - 1, argv + 1);
   fprintf(stderr, "tradeflow: unknown command '%s'\n\n", cmd);
   usage(stderr);
   return 2;

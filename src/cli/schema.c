@@ -46,6 +46,9 @@ const tf_cfg_key tf_cli_schema[] = {
      "base_temperature: base N(0, c I) (c a temperature) or N(0, I / c) (c = beta)"},
     {"model", "subnet_condition", TF_CFG_BOOL, "true", UNB, NULL,
      "feed e(c) to the subnets (false: c acts only through the base; needs base_temperature)"},
+    {"model", "symmetry", TF_CFG_CHOICE, "none", UNB, "none|sign",
+     "sign: the density (q(x) + q(-x)) / 2 of a Z2-symmetric target (e.g. phi^4), exact in "
+     "samples, log p and d/dc log p; costs a second pass"},
     {"model", "seed", TF_CFG_INT, "1", 0, 9.007199254740992e15, NULL,
      "initialisation and permutations"},
     /* ---- [physics]: the target family (must follow [model]) ---- */
@@ -229,6 +232,7 @@ int tf_cli_flow_config(const tf_config *c, int64_t data_dim, tf_flow_config *out
   f.base_temperature = tf_config_bool(c, "model", "base_temperature");
   f.subnet_condition = tf_config_bool(c, "model", "subnet_condition");
   f.base_inverse = !strcmp(tf_config_str(c, "model", "base_scale"), "inverse");
+  f.sign_symmetric = !strcmp(tf_config_str(c, "model", "symmetry"), "sign");
   f.seed = (uint64_t)tf_config_int(c, "model", "seed");
   if (f.subnet == TF_SUBNET_CONV &&
       ((int64_t)f.lattice[0] * f.lattice[1] != dim || f.lattice[0] % 2 || f.lattice[1] % 2 ||

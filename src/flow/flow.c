@@ -636,11 +636,40 @@ tf_tensor *tf_flow_base_log_prob(tf_flow *f, tf_ctx *ctx, tf_tensor *z, tf_tenso
   return tf_shift(ctx, tf_scale(ctx, r2, -0.5), -0.5 * D * log2pi);
 }
 
-tf_tensor *tf_flow_log_prob(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c) {
+/* log q(x | c) of the bijection alone (no symmetrisation). */
+static tf_tensor *log_q(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c) {
   tf_tensor *ld = NULL;
   tf_tensor *z = tf_flow_forward(f, ctx, x, c, &ld);
   if (!z) return NULL;
   return tf_add(ctx, tf_flow_base_log_prob(f, ctx, z, c), ld);
+}
+
+/* log p(x) = log[(q(x) + q(-x)) / 2] for rows x (N, D), c (N, 1) or NULL; lq (N, 1), if not
+ * NULL, is log q(x) already known (the sampling path), else both terms are evaluated in one
+ * pass over the 2N rows [x_0, -x_0, x_1, -x_1, ...]. */
+static tf_tensor *sign_mix(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c, tf_tensor *lq) {
+  if (!x) return NULL;
+  const int64_t n = x->shape[0], d = f->cfg.dim;
+  tf_tensor *pair;
+  if (lq) {
+    pair = tf_concat(ctx, 2, (tf_tensor *const[]){lq, log_q(f, ctx, tf_neg(ctx, x), c)});
+  } else {
+    const int64_t s2[2] = {2 * n, d}, s1[2] = {2 * n, 1}, sp[2] = {n, 2};
+    tf_tensor *xx = tf_reshape(ctx, tf_concat(ctx, 2, (tf_tensor *const[]){x, tf_neg(ctx, x)}),
+                               2, s2);
+    tf_tensor *cc = c ? tf_reshape(ctx, tf_concat(ctx, 2, (tf_tensor *const[]){c, c}), 2, s1)
+                      : NULL;
+    pair = tf_reshape(ctx, log_q(f, ctx, xx, cc), 2, sp);
+  }
+  return tf_shift(ctx, tf_logsumexp(ctx, pair, 1), -0.6931471805599453);
+}
+
+tf_tensor *tf_flow_log_prob(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c) {
+  if (f->cfg.sign_symmetric) {
+    if (!check_inputs(f, ctx, x, c, "log_prob")) return NULL;
+    return sign_mix(f, ctx, x, c, NULL);
+  }
+  return log_q(f, ctx, x, c);
 }
 
 tf_tensor *tf_flow_sample(tf_flow *f, tf_ctx *ctx, tf_tensor *c, int64_t n, tf_rng *rng,
@@ -653,6 +682,18 @@ tf_tensor *tf_flow_sample(tf_flow *f, tf_ctx *ctx, tf_tensor *c, int64_t n, tf_r
     z = f->cfg.base_inverse ? tf_div(ctx, z, tf_sqrt(ctx, c)) : tf_mul(ctx, z, tf_sqrt(ctx, c));
   tf_tensor *ld = NULL;
   tf_tensor *x = tf_flow_inverse(f, ctx, z, c, &ld);
-  if (x && log_p) *log_p = tf_sub(ctx, tf_flow_base_log_prob(f, ctx, z, c), ld);
-  return x;
+  if (!x) return NULL;
+  tf_tensor *lq = tf_sub(ctx, tf_flow_base_log_prob(f, ctx, z, c), ld);
+  if (!f->cfg.sign_symmetric) {
+    if (log_p) *log_p = lq;
+    return x;
+  }
+  /* x ~ q, then a fair sign: a draw from (q(x) + q(-x)) / 2.  The signs come after the
+   * normals so the latent stream of an unsymmetrised flow is unchanged. */
+  tf_tensor *sgn = tf_new2(ctx, n, 1);
+  if (!sgn) return NULL;
+  tf_rng_fill_uniform(rng, sgn, 0, 1);
+  for (int64_t i = 0; i < n; i++) sgn->data[i] = sgn->data[i] < (tf_real)0.5 ? -1 : 1;
+  if (log_p) *log_p = sign_mix(f, ctx, x, c, lq);
+  return tf_mul(ctx, x, sgn);
 }

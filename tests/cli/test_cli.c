@@ -363,6 +363,30 @@ static void test_profile(void **state) {
   assert_non_null(strstr(out, "--range"));
 }
 
+/* tradeflow efficiency: flow-IMH and HMC on phi^4 (L = 4) in one run; an untrained flow (the
+ * base N(0, I)) is a valid if poor proposal, so the two chains' means must agree */
+static void test_efficiency(void **state) {
+  (void)state;
+  write_file("eff.ini", "[model]\nblocks = 2\nhidden = 8\n[physics]\nname = phi4\nL = 4\n"
+                        "[loss]\nkind = reverse_kl\n[train]\nsteps = 0\nlog_every = 0\n"
+                        "[output]\ndir = run_eff\n");
+  assert_int_equal(run("train eff.ini"), 0);
+  assert_int_equal(run("efficiency run_eff/checkpoint.h5 --condition 0.22 --n 20000 "
+                       "--mcmc-n 20000 --observable s"), 0);
+  assert_non_null(strstr(out, "flow-IMH"));
+  assert_non_null(strstr(out, "HMC"));
+  const char *d = strstr(out, "means differ by ");
+  assert_non_null(d);
+  const double pull = strtod(d + strlen("means differ by "), NULL);
+  if (!(fabs(pull) < 4)) fail_msg("flow-IMH and HMC means differ by %g standard errors", pull);
+  assert_int_equal(run("efficiency run_eff/checkpoint.h5 --condition 0.22 --observable nosuch"),
+                   2);
+  assert_non_null(strstr(out, "abs_m"));
+  assert_int_equal(run("efficiency run_eff/checkpoint.h5 --condition 20"), 2);
+  assert_non_null(strstr(out, "valid range"));
+  assert_int_equal(run("efficiency run_eff/checkpoint.h5"), 2);
+}
+
 /* the shipped example config is valid and runs (a few steps, on this test's data) */
 static void test_example_config(void **state) {
   (void)state;
@@ -380,6 +404,7 @@ int main(void) {
       cmocka_unit_test(test_trade_from_config),
       cmocka_unit_test(test_mcmc),
       cmocka_unit_test(test_profile),
+      cmocka_unit_test(test_efficiency),
       cmocka_unit_test(test_bad_inputs),
       cmocka_unit_test(test_example_config),
   };

@@ -47,6 +47,7 @@ static const variant VARIANTS[] = {
 enum { NV = sizeof VARIANTS / sizeof VARIANTS[0] };
 
 static int D = 5; /* the current fixture's dimension: 5 for MLP, 2 x 4 lattice for conv */
+static int SYM = 0; /* the sign-symmetric mixture (q(x) + q(-x)) / 2 in every fixture */
 
 typedef struct {
   tf_params *p;
@@ -72,6 +73,7 @@ static tf_flow_config variant_config(const variant *v, int conditional, int base
   cfg.lattice[0] = 2;
   cfg.lattice[1] = 4;
   cfg.actnorm = v->actnorm;
+  cfg.sign_symmetric = SYM;
   cfg.seed = seed;
   return cfg;
 }
@@ -281,6 +283,73 @@ static void test_sample_log_prob_consistent(void **state) {
   }
 }
 
+/* The sign-symmetric flow: log p(x) = log[(q(x) + q(-x)) / 2] with q from the bijection's own
+ * forward pass, p(x) = p(-x), and a sample is the bijection's image of the same latent draw up
+ * to a sign, with about as many of each sign. */
+static void test_sign_symmetric(void **state) {
+  (void)state;
+  for (int v = 0; v < NV; v++) {
+    SYM = 1;
+    fixture fx = make_v(&VARIANTS[v], 1, 0, 61);
+    SYM = 0;
+    tf_tensor *x = batch(fx.ctx, 4), *c = conds(fx.ctx);
+    tf_tensor *lp = tf_flow_log_prob(fx.f, fx.ctx, x, c);
+    tf_tensor *lm = tf_flow_log_prob(fx.f, fx.ctx, tf_neg(fx.ctx, x), c);
+    tf_tensor *ld1, *ld2;
+    tf_tensor *z1 = tf_flow_forward(fx.f, fx.ctx, x, c, &ld1);
+    tf_tensor *z2 = tf_flow_forward(fx.f, fx.ctx, tf_neg(fx.ctx, x), c, &ld2);
+    tf_tensor *q1 = tf_add(fx.ctx, tf_flow_base_log_prob(fx.f, fx.ctx, z1, c), ld1);
+    tf_tensor *q2 = tf_add(fx.ctx, tf_flow_base_log_prob(fx.f, fx.ctx, z2, c), ld2);
+    assert_non_null(lp);
+    assert_non_null(q2);
+    for (int i = 0; i < N; i++) {
+      const double a = q1->data[i], b = q2->data[i], m = fmax(a, b);
+      const double want = m + log(0.5 * (exp(a - m) + exp(b - m)));
+      if (!(fabs(lp->data[i] - want) < LD_TOL * fmax(1, fabs(want))))
+        fail_msg("%s: row %d: log p %.9g, log[(q(x) + q(-x)) / 2] %.9g", VARIANTS[v].name, i,
+                 lp->data[i], want);
+      assert_true(fabs(lp->data[i] - lm->data[i]) < LD_TOL * fmax(1, fabs(want)));
+      assert_true(fabs(a - b) > 1e-3); /* q itself is not symmetric: the test has teeth */
+    }
+    /* sampling: the same latent stream through the bijection, then a fair sign */
+    enum { NS = 400 };
+    tf_tensor *cs = tf_full(fx.ctx, 2, (int64_t[]){NS, 1}, 0.7), *lps;
+    tf_rng r;
+    tf_rng_init(&r, 9, 0, TF_RNG_LATENT, 0);
+    tf_tensor *xs = tf_flow_sample(fx.f, fx.ctx, cs, NS, &r, &lps);
+    tf_rng_init(&r, 9, 0, TF_RNG_LATENT, 0);
+    tf_tensor *z = tf_new2(fx.ctx, NS, D);
+    tf_rng_fill_normal(&r, z, 0, 1);
+    tf_tensor *xq = tf_flow_inverse(fx.f, fx.ctx, z, cs, NULL);
+    tf_tensor *lpx = tf_flow_log_prob(fx.f, fx.ctx, xs, cs);
+    assert_non_null(xq);
+    assert_non_null(lpx);
+    int neg = 0;
+    for (int i = 0; i < NS; i++) {
+      const double s = xs->data[(int64_t)i * D] * xq->data[(int64_t)i * D] < 0 ? -1 : 1;
+      neg += s < 0;
+      for (int j = 0; j < D; j++)
+        assert_true(fabs(xs->data[(int64_t)i * D + j] - s * xq->data[(int64_t)i * D + j]) <=
+                    1e-6 * fmax(1, fabs(xq->data[(int64_t)i * D + j])));
+      assert_true(fabs(lps->data[i] - lpx->data[i]) < LD_TOL * 10 * fmax(1, fabs(lpx->data[i])));
+    }
+    /* binomial(400, 1/2): sd 10 */
+    if (!(neg > 150 && neg < 250)) fail_msg("%s: %d of %d samples flipped", VARIANTS[v].name, neg, NS);
+    drop(&fx);
+  }
+}
+
+#ifdef TF_DOUBLE
+/* The derivative and gradient checks again, on sign-symmetric flows. */
+static void test_sign_symmetric_derivatives(void **state) {
+  SYM = 1;
+  test_dlogp_dc(state);
+  test_param_gradients(state);
+  test_sample_log_prob_consistent(state);
+  SYM = 0;
+}
+#endif
+
 /* A freshly initialised flow (zero last layers, offset spline derivatives, zero ActNorm) is
  * the identity with log|det| = 0, for every layer type. */
 static void test_identity_at_init(void **state) {
@@ -382,6 +451,10 @@ int main(void) {
       cmocka_unit_test(test_param_gradients),
 #endif
       cmocka_unit_test(test_sample_log_prob_consistent),
+      cmocka_unit_test(test_sign_symmetric),
+#ifdef TF_DOUBLE
+      cmocka_unit_test(test_sign_symmetric_derivatives),
+#endif
       cmocka_unit_test(test_identity_at_init),
       cmocka_unit_test(test_actnorm_data_init),
       cmocka_unit_test(test_bad_shapes),
