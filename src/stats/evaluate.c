@@ -77,17 +77,41 @@ static void derived_cb(const double *means, void *arg, double *out) {
   tf_physics_derived((const tf_physics *)arg, means, out);
 }
 
-/* Columns M.. of table rows `tab` / `tab_err` (row stride Mt): the derived quantities of the
- * samples obs (n, M), weighted by log_w (NULL: equal), with blocked-jackknife errors.  Blocks
- * hold at least 4 tau_max samples (tau_max: the largest integrated autocorrelation time of
- * the observables; 0.5 for independent samples), at most DERIVED_BLOCKS of them; fewer than 2
- * such blocks leave NaN and a note. */
+/* Whether derived quantity outputs depend on the mean of observable k: the derived map at
+ * `means` against the same with mean k moved (1e-4 relative plus 1e-4). */
+static int derived_uses(const tf_physics *p, const double *means, int k, double *buf) {
+  const int M = tf_physics_n_obs(p), Md = tf_physics_n_derived(p);
+  double *m1 = buf, *o0 = buf + M, *o1 = buf + M + Md;
+  memcpy(m1, means, (size_t)M * sizeof *m1);
+  tf_physics_derived(p, m1, o0);
+  m1[k] = means[k] * (1 + 1e-4) + 1e-4;
+  tf_physics_derived(p, m1, o1);
+  for (int j = 0; j < Md; j++)
+    if (o0[j] != o1[j] && !(isnan(o0[j]) && isnan(o1[j]))) return 1;
+  return 0;
+}
+
+/* Columns M.. of table rows `tab` / `tab_err` (row stride Mt; columns 0..M hold the
+ * observables' means): the derived quantities of the samples obs (n, M), weighted by log_w
+ * (NULL: equal), with blocked-jackknife errors.  Blocks hold at least 4 tau_max samples, tau_max
+ * the largest integrated autocorrelation time tau[k] (NULL: 0.5, independent samples) among
+ * the observables the derived quantities depend on (a slowly mixing observable they do not use,
+ * such as the signed magnetisation of chains that never tunnel, does not count), at most
+ * DERIVED_BLOCKS of them; fewer than 2 such blocks leave NaN and a note. */
 static int eval_derived(const tf_physics *p, int64_t n, const double *log_w, const double *obs,
-                        double tau_max, double *tab, double *tab_err, const char *what,
+                        const double *tau, double *tab, double *tab_err, const char *what,
                         char *note, size_t note_len) {
   const int M = tf_physics_n_obs(p), Md = tf_physics_n_derived(p);
   if (Md == 0) return TF_OK;
-  const double len = ceil(4 * (tau_max > 0.5 ? tau_max : 0.5));
+  double tau_max = 0.5;
+  if (tau) {
+    double *buf = malloc((size_t)(M + 2 * Md) * sizeof *buf);
+    if (!buf) return tf_error(TF_ENOMEM, "out of memory");
+    for (int k = 0; k < M; k++)
+      if (isfinite(tau[k]) && tau[k] > tau_max && derived_uses(p, tab, k, buf)) tau_max = tau[k];
+    free(buf);
+  }
+  const double len = ceil(4 * tau_max);
   int64_t B = isfinite(len) ? (int64_t)((double)n / len) : 0;
   if (B > DERIVED_BLOCKS) B = DERIVED_BLOCKS;
   if (B < 2) {
@@ -123,21 +147,25 @@ static int eval_reference(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, doubl
   r->col[TF_EV_REF_SOURCE][row] = from_file ? 2 : 1;
   st = tf_physics_observables(p, n, x, cvec, obs);
   if (st != TF_OK) return tf_error(st, "observables of the reference samples: %s", tf_errmsg());
-  double tau_max = 0.5;
+  double *tau = malloc((size_t)(M > 0 ? M : 1) * sizeof *tau);
+  if (!tau) return tf_error(TF_ENOMEM, "out of memory");
   for (int k = 0; k < M; k++) {
     double *mean = &r->tab[TF_EV_OBS_REF][row * Mt + k];
     double *err = &r->tab[TF_EV_OBS_REF_ERR][row * Mt + k];
     tf_stats_mean_se(n, obs + k, M, mean, err);
     tf_tau_result t;
+    tau[k] = 0.5;
     /* file rows may be a Markov chain: the error then needs its autocorrelation time */
     if (from_file && n >= 2 && tf_stats_tau_int(n, obs + k, M, 6, &t) == TF_OK && t.tau > 0.5) {
       *err = t.err;
-      if (t.tau > tau_max) tau_max = t.tau;
+      tau[k] = t.tau;
     }
   }
   /* blocks in file order: contiguous stretches of the chains */
-  return eval_derived(p, n, NULL, obs, tau_max, &r->tab[TF_EV_OBS_REF][row * Mt],
-                      &r->tab[TF_EV_OBS_REF_ERR][row * Mt], "reference", note, note_len);
+  st = eval_derived(p, n, NULL, obs, tau, &r->tab[TF_EV_OBS_REF][row * Mt],
+                    &r->tab[TF_EV_OBS_REF_ERR][row * Mt], "reference", note, note_len);
+  free(tau);
+  return st;
 }
 
 /* ---- KL by quadrature ------------------------------------------------------------------------ */
@@ -248,7 +276,7 @@ static int eval_imh(int64_t n, const double *log_w, const double *obs, int M, tf
   double *f = malloc((size_t)n * sizeof *f);
   int st = chain && f ? TF_OK : tf_error(TF_ENOMEM, "out of memory for an IMH chain of %lld",
                                          (long long)n);
-  double acc = NAN, tau_max = 0.5;
+  double acc = NAN;
   if (st == TF_OK) st = tf_stats_imh(n, log_w, rng, chain, &acc);
   if (st == TF_OK) r->col[TF_EV_IMH_ACCEPT][row] = acc;
   for (int k = 0; st == TF_OK && k < M; k++) {
@@ -261,7 +289,6 @@ static int eval_imh(int64_t n, const double *log_w, const double *obs, int M, tf
     const int64_t q = row * Mt + k;
     r->tab[TF_EV_OBS_IMH][q] = tr.mean;
     r->tab[TF_EV_OBS_TAU][q] = tr.tau;
-    if (tr.tau > tau_max) tau_max = tr.tau;
     r->tab[TF_EV_OBS_TAU_ERR][q] = tr.tau_err;
     /* a chain that never moved has no measurable error */
     r->tab[TF_EV_OBS_IMH_ERR][q] = acc > 0 ? tr.err : NAN;
@@ -277,7 +304,8 @@ static int eval_imh(int64_t n, const double *log_w, const double *obs, int M, tf
     for (int64_t t = 0; st == TF_OK && t < n; t++)
       memcpy(cs + t * M, obs + chain[t] * M, (size_t)M * sizeof *cs);
     if (st == TF_OK)
-      st = eval_derived(p, n, NULL, cs, tau_max, &r->tab[TF_EV_OBS_IMH][row * Mt],
+      st = eval_derived(p, n, NULL, cs, &r->tab[TF_EV_OBS_TAU][row * Mt],
+                        &r->tab[TF_EV_OBS_IMH][row * Mt],
                         &r->tab[TF_EV_OBS_IMH_ERR][row * Mt], "IMH", note, note_len);
     free(cs);
   }
@@ -346,7 +374,7 @@ int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
     for (int k = 0; k < M; k++) r->tab[TF_EV_OBS_RW_ERR][row * Mt + k] = err[2 + k];
   }
   if (st == TF_OK)
-    st = eval_derived(p, n, lw, obs, 0.5, &r->tab[TF_EV_OBS_RW][row * Mt],
+    st = eval_derived(p, n, lw, obs, NULL, &r->tab[TF_EV_OBS_RW][row * Mt],
                       &r->tab[TF_EV_OBS_RW_ERR][row * Mt], "reweighting", note, note_len);
   double log_z = NAN;
   const int zst = st == TF_OK ? tf_physics_log_z(p, c, &log_z) : TF_EUNSUP;
