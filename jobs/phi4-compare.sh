@@ -15,7 +15,7 @@
 #        can run as separate invocations, e.g. one per core with NP=1, after the data step.
 # Environment: TRADEFLOW (default build/tradeflow), NP (ranks per training, default 2),
 #   STEPS (default 3000), BATCH (global batch, default 128), N (flow samples per kappa in
-#   the evaluation, default 10000), REF (HMC reference states per kappa, default 100000).
+#   the evaluation, default 10000), REF (HMC reference states per kappa, default 40000).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 tf=${TRADEFLOW:-$here/build/tradeflow}
@@ -23,11 +23,14 @@ np=${NP:-2}
 steps=${STEPS:-3000}
 batch=${BATCH:-128}
 nsamp=${N:-10000}
-nref=${REF:-100000}
+nref=${REF:-40000}
 out=phi4-compare
 if [ $# -gt 0 ]; then out=$1; shift; fi
 methods=("$@")
 [ ${#methods[@]} -gt 0 ] || methods=(trade nll rkl)
+for m in "${methods[@]}"; do
+  case $m in trade | nll | rkl) ;; *) echo "phi4-compare: unknown method '$m' (trade, nll, rkl)" >&2; exit 2 ;; esac
+done
 cfg=$here/jobs/examples/phi4.ini
 [ -x "$tf" ] || { echo "phi4-compare: $tf not found: build first" >&2; exit 2; }
 if [ $((batch % np)) -ne 0 ]; then
@@ -64,7 +67,6 @@ for m in "${methods[@]}"; do
     trade) loss=(--set loss.kind=trade --set loss.points=$((batch / 2 / np)) --set loss.grid_samples=128) ;;
     nll) loss=(--set loss.kind=nll) ;;
     rkl) loss=(--set loss.kind=reverse_kl --set loss.points=$((batch / np))) ;;
-    *) echo "phi4-compare: unknown method '$m' (trade, nll, rkl)" >&2; exit 2 ;;
   esac
   run=$out/$m
   if [ ! -f "$run/done" ]; then
