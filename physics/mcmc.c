@@ -1,6 +1,6 @@
 /* mcmc.c — the generic reference sampler: MALA on log q(x | c) with a tuned step.
  *
- * Exported: tf_mcmc_defaults, tf_physics_mcmc, tf_physics_mcmc_sampler.
+ * Exported: tf_mcmc_defaults, tf_physics_mcmc, tf_physics_mcmc_sampler, tf_physics_mcmc_target.
  *
  * Metropolis-adjusted Langevin: from x, propose
  *   y = x + (eps^2 / 2) grad log q(x) + eps xi,   xi ~ N(0, I),
@@ -28,6 +28,8 @@
 const char *tf_physics_mcmc_sampler(const tf_physics *p) {
   return !p ? NULL : p->m->mcmc ? "HMC" : "MALA";
 }
+
+double tf_physics_mcmc_target(const tf_physics *p) { return p && p->m->mcmc ? 0.8 : 0.6; }
 
 tf_mcmc_config tf_mcmc_defaults(void) {
   tf_mcmc_config c = {.chains = 4,

@@ -113,6 +113,8 @@ tf_mcmc_config tf_mcmc_defaults(void);
 /* "HMC" for modules with their own Hamiltonian Monte Carlo (lattice fields; burn_in and thin
  * then count trajectories, n_per_chain recorded fields), "MALA" otherwise. */
 const char *tf_physics_mcmc_sampler(const tf_physics *p);
+/* The acceptance that sampler is best tuned to: 0.8 for HMC, 0.6 for MALA. */
+double tf_physics_mcmc_target(const tf_physics *p);
 int tf_physics_mcmc(const tf_physics *p, double c, const tf_mcmc_config *cfg, const double *x0,
                     tf_rng *rng, double *x, tf_mcmc_stats *stats);
 

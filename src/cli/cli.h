@@ -83,10 +83,10 @@ int tf_cli_loss_config(const tf_config *c, const tf_physics *phys, const tf_cli_
 tf_config *tf_cli_physics_load(const char *text, const char *origin);
 /* The physics module of checkpoint `m` (opened from `ckpt`) for a command that needs a target
  * (`why` completes "records no physics module: ..."), checked to have the flow's dimension and
- * cond (if finite) inside its valid range.  On TF_OK the caller owns *pc and *p (destroy both;
- * on error they are NULL). */
+ * cond (if finite) inside its valid range; *range (if not NULL) gets the run's condition range.
+ * On TF_OK the caller owns *pc and *p (destroy both; on error they are NULL). */
 int tf_cli_model_physics(const tf_cli_model *m, const char *ckpt, const char *why, double cond,
-                         tf_config **pc, tf_physics **p);
+                         tf_config **pc, tf_physics **p, tf_cli_range *range);
 
 /* Option parsing: strict numbers with the option named in the message. */
 int tf_cli_parse_i64(const char *cmd, const char *opt, const char *s, int64_t lo, int64_t hi,

@@ -78,15 +78,20 @@ int tf_cli_efficiency(int argc, char **argv) {
       usage(stdout);
       return TF_EXIT_OK;
     } else if (has && !strcmp(o, "--condition")) {
-      if (!tf_cli_parse_f64("efficiency", o, argv[++i], 1e-300, 1e300, &cond)) return TF_EXIT_USAGE;
+      if (!tf_cli_parse_f64("efficiency", o, argv[++i], 1e-300, 1e300, &cond))
+        return TF_EXIT_USAGE;
     } else if (has && !strcmp(o, "--n")) {
-      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 10, (int64_t)1 << 40, &n)) return TF_EXIT_USAGE;
+      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 10, (int64_t)1 << 40, &n))
+        return TF_EXIT_USAGE;
     } else if (has && !strcmp(o, "--mcmc-n")) {
-      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 10, (int64_t)1 << 40, &mn)) return TF_EXIT_USAGE;
+      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 10, (int64_t)1 << 40, &mn))
+        return TF_EXIT_USAGE;
     } else if (has && !strcmp(o, "--burn-in")) {
-      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 0, (int64_t)1 << 40, &burn)) return TF_EXIT_USAGE;
+      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 0, (int64_t)1 << 40, &burn))
+        return TF_EXIT_USAGE;
     } else if (has && !strcmp(o, "--seed")) {
-      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 0, (int64_t)1 << 53, &seed)) return TF_EXIT_USAGE;
+      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 0, (int64_t)1 << 53, &seed))
+        return TF_EXIT_USAGE;
     } else if (has && !strcmp(o, "--observable")) {
       obs_name = argv[++i];
     } else if (o[0] != '-' && !ckpt) {
@@ -113,7 +118,8 @@ int tf_cli_efficiency(int argc, char **argv) {
   double *x = NULL, *lp = NULL, *lw = NULL, *cv = NULL, *obs = NULL, *f = NULL;
   int64_t *chain = NULL;
   tf_ctx *ctx = NULL;
-  if (tf_cli_model_physics(&m, ckpt, "there is no target to sample", cond, &pc, &p) != TF_OK)
+  if (tf_cli_model_physics(&m, ckpt, "there is no target to sample", cond, &pc, &p, NULL) !=
+      TF_OK)
     goto fail;
   const int64_t D = tf_physics_dim(p);
   const int K = tf_physics_n_obs(p);
@@ -183,7 +189,7 @@ int tf_cli_efficiency(int argc, char **argv) {
   mc.chains = 1;
   mc.burn_in = burn;
   mc.thin = 1;
-  mc.target_accept = !strcmp(mr.name, "HMC") ? 0.8 : 0.6;
+  mc.target_accept = tf_physics_mcmc_target(p);
   tf_mcmc_stats ms;
   mc.n_per_chain = 1;
   tf_rng_init(&rng, (uint64_t)seed, 1, TF_RNG_MCMC, 0);

@@ -339,20 +339,10 @@ static int cond_mode(eval_opts *o) {
     tf_error(TF_ENOMEM, "out of memory");
     goto fail;
   }
-  pc = tf_cli_physics_load(m.config_text, o->ckpt);
-  if (!pc || tf_cli_physics_create(pc, &p, &rg) != TF_OK) goto fail;
-  if (!p) {
-    tf_error(TF_EINVAL, "%s records no physics module (its config has no [physics] name): "
-             "give --data FILE.h5 to evaluate the NLL on samples, or train with a [physics] "
-             "section", o->ckpt);
+  if (tf_cli_model_physics(&m, o->ckpt, "give --data FILE.h5 to evaluate the NLL on samples, "
+                           "or train with a [physics] section", NAN, &pc, &p, &rg) != TF_OK)
     goto fail;
-  }
   const int64_t D = tf_physics_dim(p);
-  if (m.fc.dim != D) {
-    tf_error(TF_EINVAL, "%s: the flow has dimension %d but physics module %s has %lld",
-             o->ckpt, m.fc.dim, tf_physics_describe(p), (long long)D);
-    goto fail;
-  }
   if (make_conditions(o->conditions, &rg, cond, &k) != TF_OK) goto fail;
   double lo, hi;
   tf_physics_param_range(p, &lo, &hi);

@@ -167,7 +167,7 @@ int tf_cli_mcmc(int argc, char **argv) {
   mc.burn_in = tf_config_int(cfg, "mcmc", "burn_in");
   mc.thin = tf_config_int(cfg, "mcmc", "thin");
   mc.target_accept = tf_config_real(cfg, "mcmc", "target_accept");
-  if (mc.target_accept == 0) mc.target_accept = !strcmp(sampler, "HMC") ? 0.8 : 0.6;
+  if (mc.target_accept == 0) mc.target_accept = tf_physics_mcmc_target(p);
   const uint64_t seed = (uint64_t)tf_config_int(cfg, "mcmc", "seed");
 
   const int64_t D = tf_physics_dim(p), per = mc.chains * mc.n_per_chain, N = per * K;

@@ -178,8 +178,8 @@ int tf_cli_profile(int argc, char **argv) {
   double *s = NULL, *w = NULL, *xd = NULL, *cd = NULL, *lq = NULL, *fl = NULL, *ex = NULL;
   tf_ctx *ctx = NULL;
   FILE *f = NULL;
-  if (tf_cli_model_physics(&m, ckpt, "profiles need the target density", cond, &pc, &phys) !=
-      TF_OK)
+  if (tf_cli_model_physics(&m, ckpt, "profiles need the target density", cond, &pc, &phys,
+                           NULL) != TF_OK)
     goto fail;
   const int64_t D = m.fc.dim;
   if (K >= D) {

@@ -70,17 +70,19 @@ int tf_cli_physics_create(const tf_config *cfg, tf_physics **out, tf_cli_range *
 }
 
 int tf_cli_model_physics(const tf_cli_model *m, const char *ckpt, const char *why, double cond,
-                         tf_config **pc, tf_physics **p) {
+                         tf_config **pc, tf_physics **p, tf_cli_range *range) {
   *p = NULL;
   *pc = tf_cli_physics_load(m->config_text, ckpt);
-  int rc = *pc ? tf_cli_physics_create(*pc, p, NULL) : TF_EINVAL; /* message already set */
+  int rc = *pc ? tf_cli_physics_create(*pc, p, range) : TF_EINVAL; /* message already set */
   if (*pc && rc == TF_OK && !*p)
     rc = tf_error(TF_EINVAL, "%s records no physics module: %s", ckpt, why);
   if (rc == TF_OK && m->fc.dim != tf_physics_dim(*p))
     rc = tf_error(TF_EINVAL, "%s: the flow has dimension %d but physics module %s has %lld", ckpt,
                   m->fc.dim, tf_physics_describe(*p), (long long)tf_physics_dim(*p));
   double lo, hi;
-  if (rc == TF_OK && isfinite(cond) && (tf_physics_param_range(*p, &lo, &hi), !(cond >= lo && cond <= hi)))
+  if (rc == TF_OK && isfinite(cond))
+    tf_physics_param_range(*p, &lo, &hi);
+  if (rc == TF_OK && isfinite(cond) && !(cond >= lo && cond <= hi))
     rc = tf_error(TF_ERANGE, "--condition %g is outside the valid range [%g, %g] of %s for %s",
                   cond, lo, hi, tf_physics_param(*p), tf_physics_describe(*p));
   if (rc != TF_OK) {
