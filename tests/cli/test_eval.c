@@ -273,6 +273,63 @@ static void test_plot(void **state) {
   assert_true(exists("plots2/ess.gp") && exists("plots2/ess.dat") && !exists("plots2/ess.png"));
 }
 
+/* Derived quantities of a reference chain take their jackknife blocks from the observables they
+ * depend on.  The chain here is phi^4 (L = 4) configurations phi = sign * 2 + noise, iid, with
+ * the sign +1 for the first half of the rows and -1 for the second: the signed m "never
+ * tunnels" (tau_int of order the chain length, as in the broken phase) while |m|, m^2, m^4 are
+ * iid.  chi = V (<m2> - <|m|>^2) and U_L do not use m, so they must come out with errors; blocks
+ * sized by m's tau would be longer than the chain and leave NaN. */
+static void test_derived_blocks_ignore_unused(void **state) {
+  (void)state;
+  enum { NR = 2000, V = 16 };
+  static double x[NR * V], c[NR];
+  tf_rng r;
+  tf_rng_init(&r, 11, 0, TF_RNG_TEST, 0);
+  double s_m2 = 0, s_am = 0;
+  for (int i = 0; i < NR; i++) {
+    const double sign = i < NR / 2 ? 1 : -1;
+    double m = 0;
+    for (int j = 0; j < V; j++) {
+      x[i * V + j] = 2 * sign + 0.5 * tf_rng_normal(&r);
+      m += x[i * V + j] / V;
+    }
+    s_m2 += m * m / NR;
+    s_am += fabs(m) / NR;
+    c[i] = 0.25;
+  }
+  tf_sample_attrs at = {"reference", "", "", "", 0};
+  double *lp = calloc(NR, sizeof *lp);
+  tf_sample_block blk = {NR, x, c, lp, NULL, NULL};
+  assert_int_equal(tf_samples_write(path_of("phiref.h5"), V, &at, &blk), TF_OK);
+  free(lp);
+  write_file("phi.ini", "[model]\nblocks = 2\nhidden = 8\n[physics]\nname = phi4\nL = 4\n"
+                        "[loss]\nkind = reverse_kl\n[train]\nsteps = 0\nlog_every = 0\n"
+                        "[output]\ndir = run_phi\n");
+  assert_int_equal(run("train phi.ini"), 0);
+  const int st = run("eval run_phi/checkpoint.h5 --conditions 0.25 --n 200 --imh-n 0 "
+                     "--bootstrap 10 --reference phiref.h5 --out phi.h5");
+  if (st != 0) fail_msg("eval exit %d:\n%s", st, out);
+  tf_eval_result res;
+  assert_int_equal(tf_eval_result_read(path_of("phi.h5"), &res), TF_OK);
+  int im = -1, ichi = -1, ib = -1;
+  for (int j = 0; j < res.m; j++) {
+    if (!strcmp(res.obs_names[j], "m")) im = j;
+    if (!strcmp(res.obs_names[j], "chi")) ichi = j;
+    if (!strcmp(res.obs_names[j], "binder")) ib = j;
+  }
+  assert_true(im >= 0 && ichi >= 0 && ib >= 0);
+  const double *ref = res.tab[TF_EV_OBS_REF], *err = res.tab[TF_EV_OBS_REF_ERR];
+  /* the premise: m's chain error reflects a huge tau (naive sd/sqrt(n) would be ~0.045) */
+  if (!(err[im] > 0.2)) fail_msg("signed m error %g: the chain does not look frozen", err[im]);
+  /* the derived quantities exist, equal the plain estimate, and carry a finite error */
+  const double chi = V * (s_m2 - s_am * s_am);
+  if (!(fabs(ref[ichi] - chi) < 1e-9 * fabs(chi)))
+    fail_msg("reference chi %g, direct %g\n%s", ref[ichi], chi, out);
+  assert_true(isfinite(err[ichi]) && err[ichi] > 0);
+  assert_true(isfinite(ref[ib]) && isfinite(err[ib]) && err[ib] > 0);
+  tf_eval_result_free(&res);
+}
+
 static void test_bad_inputs(void **state) {
   (void)state;
   /* a checkpoint without physics: only the NLL mode applies */
@@ -315,6 +372,7 @@ int main(void) {
       cmocka_unit_test(test_metrics_against_quadrature),
       cmocka_unit_test(test_defaults_and_reference_rows),
       cmocka_unit_test(test_plot),
+      cmocka_unit_test(test_derived_blocks_ignore_unused),
       cmocka_unit_test(test_bad_inputs),
   };
   return cmocka_run_group_tests(tests, setup, cli_teardown);
