@@ -58,11 +58,14 @@ static exact_t exact_answers(double T) {
 
 /* ---- fixture ----------------------------------------------------------------------------------- */
 
-static int write_samples(const char *name, int64_t n, const double *x, const double *c) {
+/* n rows of dimension D (x: n x D) with conditions c, as a sample file */
+static int write_samples(const char *name, int64_t n, int64_t D, const double *x,
+                         const double *c) {
   double *lp = calloc((size_t)n, sizeof *lp);
+  if (!lp) return TF_ENOMEM;
   tf_sample_attrs at = {"reference", "", "", "", 0};
   tf_sample_block blk = {n, x, c, lp, NULL, NULL};
-  const int rc = tf_samples_write(path_of(name), 2, &at, &blk);
+  const int rc = tf_samples_write(path_of(name), D, &at, &blk);
   free(lp);
   return rc;
 }
@@ -80,7 +83,7 @@ static int setup(void **state) {
     x[2 * i + 1] = tf_rng_normal(&r);
     c[i] = 1;
   }
-  if (write_samples("data.h5", N, x, c) != TF_OK) return -1;
+  if (write_samples("data.h5", N, 2, x, c) != TF_OK) return -1;
   write_file("dw.ini", MODEL "[physics]\nname = double_well\ndim = 2\n" DATA TRAIN
                        "[output]\ndir = run_dw\n");
   write_file("plain.ini", MODEL DATA TRAIN "[output]\ndir = run_plain\n");
@@ -196,8 +199,8 @@ static void test_defaults_and_reference_rows(void **state) {
       n_at++;
     }
   }
-  assert_int_equal(write_samples("refa.h5", NA, xa, ca), TF_OK);
-  assert_int_equal(write_samples("refb.h5", NB, xb, cb), TF_OK);
+  assert_int_equal(write_samples("refa.h5", NA, 2, xa, ca), TF_OK);
+  assert_int_equal(write_samples("refb.h5", NB, 2, xb, cb), TF_OK);
   const int st = run("eval run_dw/checkpoint.h5 --n 2000 --imh-n 0 --kl-grid 0 --n-ref 500 "
                      "--bootstrap 50 --reference refa.h5,refb.h5 --out def.h5");
   if (st != 0) fail_msg("eval exit %d:\n%s", st, out);
@@ -297,11 +300,7 @@ static void test_derived_blocks_ignore_unused(void **state) {
     s_am += fabs(m) / NR;
     c[i] = 0.25;
   }
-  tf_sample_attrs at = {"reference", "", "", "", 0};
-  double *lp = calloc(NR, sizeof *lp);
-  tf_sample_block blk = {NR, x, c, lp, NULL, NULL};
-  assert_int_equal(tf_samples_write(path_of("phiref.h5"), V, &at, &blk), TF_OK);
-  free(lp);
+  assert_int_equal(write_samples("phiref.h5", NR, V, x, c), TF_OK);
   write_file("phi.ini", "[model]\nblocks = 2\nhidden = 8\n[physics]\nname = phi4\nL = 4\n"
                         "[loss]\nkind = reverse_kl\n[train]\nsteps = 0\nlog_every = 0\n"
                         "[output]\ndir = run_phi\n");
