@@ -93,5 +93,9 @@ int tf_cli_parse_i64(const char *cmd, const char *opt, const char *s, int64_t lo
                      int64_t *out);
 int tf_cli_parse_f64(const char *cmd, const char *opt, const char *s, double lo, double hi,
                      double *out);
+/* A comma-separated list of at most `max` such numbers into out[0..*k); 1 on success, else 0
+ * after one message naming the option and the offending value. */
+int tf_cli_parse_f64_list(const char *cmd, const char *opt, const char *s, double lo,
+                          double hi, int max, double *out, int *k);
 
 #endif

@@ -180,24 +180,9 @@ typedef struct {
 static int make_conditions(const char *list, const tf_cli_range *rg, double *c, int *k) {
   *k = 0;
   if (list) {
-    char *s = malloc(strlen(list) + 1);
-    if (!s) return tf_error(TF_ENOMEM, "out of memory");
-    strcpy(s, list);
-    int ok = 1;
-    for (char *save = NULL, *t = strtok_r(s, ",", &save); ok && t; t = strtok_r(NULL, ",", &save)) {
-      if (*k == MAX_COND) {
-        ok = 0;
-        tf_error(TF_EINVAL, "--conditions: at most %d values", MAX_COND);
-      } else if (!tf_cli_parse_f64("eval", "--conditions", t, 1e-300, 1e300, &c[*k])) {
-        ok = 0;
-        tf_error(TF_EINVAL, "--conditions: bad value '%s'", t);
-      } else {
-        (*k)++;
-      }
-    }
-    free(s);
-    if (ok && *k == 0) return tf_error(TF_EINVAL, "--conditions: empty list");
-    return ok ? TF_OK : TF_EINVAL;
+    if (!tf_cli_parse_f64_list("eval", "--conditions", list, 1e-300, 1e300, MAX_COND, c, k))
+      return tf_error(TF_EINVAL, "--conditions '%s' is not a list of conditions", list);
+    return TF_OK;
   }
   /* DEFAULT_K log-spaced points, c0 inserted in order unless it is (nearly) one of them */
   for (int i = 0; i < DEFAULT_K; i++)

@@ -7,8 +7,19 @@
  * interval, so the profiles are compared without a free constant.  Errors of the flow profile
  * are bootstrap standard deviations over the samples (fixed seed).
  *
+ * --proposal C1,...,CK draws the samples in equal shares from the flow at K conditions and
+ * weights them against the mixture, w = q(x | c) / ((1/K) sum_k p_theta(x | C_k)) (multiple
+ * importance sampling with the balance heuristic).  Why: at low temperature the barrier and
+ * the walls of a double well lie ~10 kT above the wells, where samples drawn at c itself are
+ * rare and the profile is limited by their count, not by the flow; a conditional flow trained
+ * across temperatures also samples the hotter conditions, which put orders of magnitude more
+ * samples there, and the mixture weights stay bounded wherever any component is good.  The
+ * bootstrap resamples the pooled samples, which ignores the fixed share per component and
+ * so overstates the error slightly (stratified sampling has at most the mixture's variance).
+ *
  * Output: a whitespace table (gnuplot-ready) with one row per bin:
  *   s  F_flow  F_flow_err  F_exact  F_flow-F_exact  n_eff
+ * (n_eff the Kish effective sample count of the weights in the bin)
  * and a summary line on stdout with the largest |F_flow - F_exact| over bins whose flow error
  * is finite.
  */
@@ -22,18 +33,22 @@
 #include "tradeflow/rng.h"
 #include "tradeflow/stats.h"
 
-enum { CHUNK = 4096, N_BOOT = 100, QUAD = 4001, SUB = 32 };
+enum { CHUNK = 4096, N_BOOT = 100, QUAD = 4001, SUB = 32, MAX_PROP = 64 };
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: tradeflow profile CHECKPOINT --condition C --out FILE.dat\n"
           "                         [--coord K] [--range A,B] [--bins M] [--n N] [--seed S]\n"
+          "                         [--proposal C1,C2,...]\n"
           "\n"
           "Free-energy profile F(s)/kT = -log p(s) of coordinate K (default 0) at condition C\n"
           "from N (default 200000) flow samples reweighted to the target of the checkpoint's\n"
           "physics module, over M (default 40) bins on [A, B] (default -2,2); for 2-D modules\n"
           "also the exact profile by numerical integration over the other coordinate.  Both\n"
-          "are normalised on [A, B].  Errors: bootstrap over samples (%d resamples).\n",
+          "are normalised on [A, B].  Errors: bootstrap over samples (%d resamples).\n"
+          "--proposal draws the samples in equal shares from the flow at the listed conditions\n"
+          "(default: C alone) and weights them by q(x | C) over the mixture of those flow\n"
+          "densities: hotter conditions put many more samples on barriers and walls.\n",
           N_BOOT);
 }
 
@@ -126,6 +141,8 @@ int tf_cli_profile(int argc, char **argv) {
   const char *ckpt = NULL, *out = NULL;
   double cond = NAN, a = -2, b = 2;
   int64_t n = 200000, seed = 1, K = 0, M = 40;
+  double prop[MAX_PROP];
+  int np = 0;
   for (int i = 1; i < argc; i++) {
     const char *o = argv[i];
     const int has = i + 1 < argc;
@@ -145,6 +162,9 @@ int tf_cli_profile(int argc, char **argv) {
         return TF_EXIT_USAGE;
     } else if (has && !strcmp(o, "--seed")) {
       if (!tf_cli_parse_i64("profile", o, argv[++i], 0, INT64_MAX, &seed)) return TF_EXIT_USAGE;
+    } else if (has && !strcmp(o, "--proposal")) {
+      if (!tf_cli_parse_f64_list("profile", o, argv[++i], 1e-300, 1e300, MAX_PROP, prop, &np))
+        return TF_EXIT_USAGE;
     } else if (has && !strcmp(o, "--range")) {
       char *end;
       const char *r = argv[++i];
@@ -175,7 +195,8 @@ int tf_cli_profile(int argc, char **argv) {
   tf_physics *phys = NULL;
   tf_config *pc = NULL;
   int status = TF_EXIT_USAGE;
-  double *s = NULL, *w = NULL, *xd = NULL, *cd = NULL, *lq = NULL, *fl = NULL, *ex = NULL;
+  double *s = NULL, *w = NULL, *xd = NULL, *cd = NULL, *lq = NULL, *mix = NULL, *fl = NULL,
+         *ex = NULL;
   tf_ctx *ctx = NULL;
   FILE *f = NULL;
   if (tf_cli_model_physics(&m, ckpt, "profiles need the target density", cond, &pc, &phys,
@@ -186,36 +207,63 @@ int tf_cli_profile(int argc, char **argv) {
     tf_error(TF_EINVAL, "--coord %lld: the model has dimension %lld", (long long)K, (long long)D);
     goto fail;
   }
+  if (np == 0) prop[np++] = cond;
+  double lo, hi;
+  tf_physics_param_range(phys, &lo, &hi);
+  for (int j = 0; j < np; j++)
+    if (!(prop[j] >= lo && prop[j] <= hi)) {
+      tf_error(TF_ERANGE, "--proposal %g: outside the module's range [%g, %g] of %s", prop[j], lo,
+               hi, tf_physics_param(phys));
+      goto fail;
+    }
   status = TF_EXIT_FAIL;
   s = malloc(sizeof(double) * (size_t)n);
   w = malloc(sizeof(double) * (size_t)n);
   xd = malloc(sizeof(double) * (size_t)(CHUNK * D));
   cd = malloc(sizeof(double) * CHUNK);
   lq = malloc(sizeof(double) * CHUNK);
-  fl = malloc(sizeof(double) * (size_t)M * 3);
+  mix = malloc(sizeof(double) * CHUNK);
+  fl = malloc(sizeof(double) * (size_t)M * 5);
   ex = fl + 2 * M;
   ctx = tf_ctx_create(0);
-  if (!s || !w || !xd || !cd || !lq || !fl || !ctx) {
+  if (!s || !w || !xd || !cd || !lq || !mix || !fl || !ctx) {
     tf_error(TF_ENOMEM, "out of memory");
     goto fail;
   }
   tf_ctx_set_grad(ctx, 0);
   double lmax = -INFINITY;
-  for (int64_t i0 = 0, chunk = 0; i0 < n; i0 += CHUNK, chunk++) {
-    const int64_t k = n - i0 < CHUNK ? n - i0 : CHUNK;
-    tf_ctx_reset(ctx);
-    tf_rng r;
-    tf_rng_init(&r, (uint64_t)seed, 0, TF_RNG_LATENT, (uint32_t)chunk);
-    tf_tensor *c = tf_full(ctx, 2, (int64_t[]){k, 1}, cond), *lp = NULL;
-    tf_tensor *x = tf_flow_sample(m.flow, ctx, c, k, &r, &lp);
-    if (!x || !lp) goto fail;
-    for (int64_t i = 0; i < k * D; i++) xd[i] = (double)x->data[i];
-    for (int64_t i = 0; i < k; i++) cd[i] = cond;
-    if (tf_physics_log_q(phys, k, xd, cd, lq, NULL, NULL) != TF_OK) goto fail;
-    for (int64_t i = 0; i < k; i++) {
-      s[i0 + i] = xd[i * D + K];
-      w[i0 + i] = lq[i] - (double)lp->data[i];
-      if (w[i0 + i] > lmax) lmax = w[i0 + i];
+  /* component j supplies samples [n j / np, n (j + 1) / np); the chunk counter numbers the
+   * latent streams, so one proposal reproduces the single-condition sampling exactly */
+  for (int j = 0, chunk = 0; j < np; j++) {
+    const int64_t end = n * (j + 1) / np;
+    for (int64_t i0 = n * j / np; i0 < end; i0 += CHUNK, chunk++) {
+      const int64_t k = end - i0 < CHUNK ? end - i0 : CHUNK;
+      tf_ctx_reset(ctx);
+      tf_rng r;
+      tf_rng_init(&r, (uint64_t)seed, 0, TF_RNG_LATENT, (uint32_t)chunk);
+      tf_tensor *c = tf_full(ctx, 2, (int64_t[]){k, 1}, prop[j]), *lp = NULL;
+      tf_tensor *x = tf_flow_sample(m.flow, ctx, c, k, &r, &lp);
+      if (!x || !lp) goto fail;
+      /* log of the mixture density: log-sum-exp over the components, in double */
+      for (int64_t i = 0; i < k; i++) mix[i] = np > 1 ? -INFINITY : (double)lp->data[i];
+      for (int l = 0; l < np && np > 1; l++) {
+        tf_tensor *ll = lp;
+        if (l != j) ll = tf_flow_log_prob(m.flow, ctx, x, tf_full(ctx, 2, (int64_t[]){k, 1}, prop[l]));
+        if (!ll) goto fail;
+        for (int64_t i = 0; i < k; i++) {
+          const double u = mix[i], v = (double)ll->data[i], hi2 = fmax(u, v);
+          mix[i] = hi2 == -INFINITY ? hi2 : hi2 + log(exp(u - hi2) + exp(v - hi2));
+        }
+      }
+      for (int64_t i = 0; i < k && np > 1; i++) mix[i] -= log((double)np);
+      for (int64_t i = 0; i < k * D; i++) xd[i] = (double)x->data[i];
+      for (int64_t i = 0; i < k; i++) cd[i] = cond;
+      if (tf_physics_log_q(phys, k, xd, cd, lq, NULL, NULL) != TF_OK) goto fail;
+      for (int64_t i = 0; i < k; i++) {
+        s[i0 + i] = xd[i * D + K];
+        w[i0 + i] = lq[i] - mix[i];
+        if (w[i0 + i] > lmax) lmax = w[i0 + i];
+      }
     }
   }
   for (int64_t i = 0; i < n; i++) w[i] = isfinite(w[i]) ? exp(w[i] - lmax) : 0;
@@ -226,6 +274,15 @@ int tf_cli_profile(int argc, char **argv) {
   boot_arg ba = {s, w, a, b, (int)M};
   if (tf_stats_bootstrap(n, N_BOOT, &br, (int)M, boot_profile, &ba, NULL, err) != TF_OK)
     goto fail;
+  /* Kish n_eff per bin: (sum w)^2 / sum w^2 over the bin's samples */
+  double *sw = fl + 3 * M, *sw2 = fl + 4 * M;
+  for (int k = 0; k < M; k++) sw[k] = sw2[k] = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (w[i] > 0 && s[i] >= a && s[i] < b) {
+      int k = (int)((s[i] - a) / ((b - a) / M));
+      k = k < M ? k : (int)M - 1;
+      sw[k] += w[i], sw2[k] += w[i] * w[i];
+    }
   const int have_exact = D == 2;
   if (have_exact && exact_profile(phys, cond, (int)K, a, b, (int)M, ex) != TF_OK) goto fail;
   f = fopen(out, "w");
@@ -235,17 +292,21 @@ int tf_cli_profile(int argc, char **argv) {
     goto fail;
   }
   fprintf(f, "# tradeflow profile: F/kT = -log p(s), s = x[%lld], %s = %g, %s, checkpoint %s\n"
-          "# %lld flow samples reweighted to the target (seed %lld); both profiles normalised "
-          "on [%g, %g]; error: bootstrap (%d)\n"
-          "# s F_flow F_flow_err F_exact F_flow-F_exact\n",
+          "# %lld flow samples reweighted to the target (seed %lld), drawn in equal shares at "
+          "%s =",
           (long long)K, tf_physics_param(phys), cond, tf_physics_describe(phys), ckpt,
-          (long long)n, (long long)seed, a, b, N_BOOT);
+          (long long)n, (long long)seed, tf_physics_param(phys));
+  for (int j = 0; j < np; j++) fprintf(f, "%s%g", j ? "," : " ", prop[j]);
+  fprintf(f, "%s; both profiles normalised on [%g, %g]; error: bootstrap (%d)\n"
+          "# s F_flow F_flow_err F_exact F_flow-F_exact n_eff\n",
+          np > 1 ? " (weights against their mixture)" : "", a, b, N_BOOT);
   double worst = 0, chi2 = 0;
   int nb = 0;
   for (int k = 0; k < M; k++) {
     const double sc = a + (k + 0.5) * (b - a) / M;
     const double F = flow[k] > 0 ? -log(flow[k]) : NAN, E = have_exact ? -log(ex[k]) : NAN;
-    fprintf(f, "%.6g %.6g %.6g %.6g %.6g\n", sc, F, err[k], E, F - E);
+    fprintf(f, "%.6g %.6g %.6g %.6g %.6g %.6g\n", sc, F, err[k], E, F - E,
+            sw2[k] > 0 ? sw[k] * sw[k] / sw2[k] : 0);
     if (have_exact && isfinite(F) && isfinite(err[k])) {
       worst = fmax(worst, fabs(F - E));
       chi2 += (F - E) * (F - E) / (err[k] * err[k] + 1e-300);
@@ -271,7 +332,7 @@ fail:
   fprintf(stderr, "tradeflow profile: %s\n", tf_errmsg());
 done:
   if (f) fclose(f);
-  free(s), free(w), free(xd), free(cd), free(lq), free(fl);
+  free(s), free(w), free(xd), free(cd), free(lq), free(mix), free(fl);
   tf_ctx_destroy(ctx);
   tf_config_destroy(pc);
   tf_physics_destroy(phys);

@@ -68,6 +68,34 @@ int tf_cli_parse_f64(const char *cmd, const char *opt, const char *s, double lo,
   return 1;
 }
 
+int tf_cli_parse_f64_list(const char *cmd, const char *opt, const char *s, double lo,
+                          double hi, int max, double *out, int *k) {
+  *k = 0;
+  char *buf = malloc(strlen(s) + 1);
+  if (!buf) {
+    fprintf(tf_cli_err(), "tradeflow %s: out of memory\n", cmd);
+    return 0;
+  }
+  strcpy(buf, s);
+  int ok = 1;
+  for (char *save = NULL, *t = strtok_r(buf, ",", &save); ok && t; t = strtok_r(NULL, ",", &save)) {
+    if (*k == max) {
+      fprintf(tf_cli_err(), "tradeflow %s: %s takes at most %d values, got '%s'\n", cmd, opt, max,
+              s);
+      ok = 0;
+    } else {
+      ok = tf_cli_parse_f64(cmd, opt, t, lo, hi, &out[(*k)++]);
+    }
+  }
+  free(buf);
+  if (ok && *k == 0) {
+    fprintf(tf_cli_err(), "tradeflow %s: %s expects a comma-separated list, got '%s'\n", cmd, opt,
+            s);
+    ok = 0;
+  }
+  return ok;
+}
+
 int tf_cli_model_open(tf_cli_model *m, const char *checkpoint) {
   memset(m, 0, sizeof *m);
   m->model_cfg = tf_cli_load_model(checkpoint, &m->config_text);

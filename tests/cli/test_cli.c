@@ -331,8 +331,33 @@ static void test_mcmc(void **state) {
   assert_non_null(strstr(out, "no/such/dir"));
 }
 
+/* Reads a profile table of `bins` rows; every bin must agree with the exact profile within 4
+ * of its bootstrap errors.  *err_max gets the largest error over the bins. */
+static void check_profile(const char *name, int bins, double *err_max) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  char line[512];
+  int rows = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (line[0] == '#') continue;
+    double x, F, err, E, d, neff;
+    assert_int_equal(sscanf(line, "%lf %lf %lf %lf %lf %lf", &x, &F, &err, &E, &d, &neff), 6);
+    assert_true(isfinite(E) && isfinite(F) && err > 0 && neff >= 1);
+    if (fabs(d) > 4 * err) fail_msg("%s, bin %g: F_flow - F_exact = %g, error %g", name, x, d, err);
+    *err_max = rows ? fmax(*err_max, err) : err;
+    rows++;
+  }
+  fclose(f);
+  assert_int_equal(rows, bins);
+}
+
 /* profile: the untrained flow (N(0, I)) reweighted to the double well at T = 1 reproduces the
- * exact free-energy profile within its bootstrap errors; an unusable --range is refused. */
+ * exact free-energy profile within its bootstrap errors; an unusable --range is refused.  With
+ * a base N(0, T I) the untrained flow differs between temperatures, so at T = 0.4 the mixture
+ * of T = 0.4, 1 and 2 must give the same profile as T = 0.4 alone and, by putting samples on
+ * the walls at |x1| = 2 (10 kT above the wells), a much smaller largest error. */
 static void test_profile(void **state) {
   (void)state;
   write_file("prof.ini", "[model]\nblocks = 2\nhidden = 8\n[physics]\nname = double_well\n"
@@ -342,25 +367,29 @@ static void test_profile(void **state) {
   assert_int_equal(run("profile run_prof/checkpoint.h5 --condition 1 --range -2,2 --bins 20 "
                        "--n 200000 --out prof.dat"), 0);
   assert_non_null(strstr(out, "max |F_flow - F_exact|"));
-  char path[512];
-  snprintf(path, sizeof path, "%s/prof.dat", dir);
-  FILE *f = fopen(path, "r");
-  assert_non_null(f);
-  char line[512];
-  int rows = 0;
-  while (fgets(line, sizeof line, f)) {
-    if (line[0] == '#') continue;
-    double x, F, err, E, d;
-    assert_int_equal(sscanf(line, "%lf %lf %lf %lf %lf", &x, &F, &err, &E, &d), 5);
-    assert_true(isfinite(E) && isfinite(F) && err > 0);
-    if (fabs(d) > 4 * err) fail_msg("bin %g: F_flow - F_exact = %g, error %g", x, d, err);
-    rows++;
-  }
-  fclose(f);
-  assert_int_equal(rows, 20);
+  double e1, e_single, e_mix;
+  check_profile("prof.dat", 20, &e1);
   assert_int_equal(run("profile run_prof/checkpoint.h5 --condition 1 --range 2,-2 "
                        "--out prof2.dat"), 2);
   assert_non_null(strstr(out, "--range"));
+
+  assert_int_equal(run("train prof.ini --set model.base_temperature=true "
+                       "--set output.dir=run_prof_t"), 0);
+  assert_int_equal(run("profile run_prof_t/checkpoint.h5 --condition 0.4 --bins 20 --n 400000 "
+                       "--out prof_single.dat"), 0);
+  check_profile("prof_single.dat", 20, &e_single);
+  assert_int_equal(run("profile run_prof_t/checkpoint.h5 --condition 0.4 --bins 20 --n 400000 "
+                       "--proposal 0.4,1,2 --out prof_mix.dat"), 0);
+  check_profile("prof_mix.dat", 20, &e_mix);
+  print_message("profile at T = 0.4, largest error: proposal T = 0.4 %.4f, mixture %.4f\n",
+                e_single, e_mix);
+  assert_true(e_mix < 0.5 * e_single);
+  assert_int_equal(run("profile run_prof_t/checkpoint.h5 --condition 0.4 --proposal 0.4,200 "
+                       "--out prof3.dat"), 2);
+  assert_non_null(strstr(out, "--proposal 200"));
+  assert_int_equal(run("profile run_prof_t/checkpoint.h5 --condition 0.4 --proposal 0.4,x "
+                       "--out prof3.dat"), 2);
+  assert_non_null(strstr(out, "--proposal"));
 }
 
 /* tradeflow efficiency: flow-IMH and HMC on phi^4 (L = 4) in one run; an untrained flow (the

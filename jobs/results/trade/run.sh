@@ -10,7 +10,8 @@
 #   <exp>/<method>-s<seed>/        run directory (checkpoint.h5, config.ini, train.log)
 #   <exp>/<method>-s<seed>.h5      `tradeflow eval` result file, .txt its table
 #   <exp>/plots/                   `tradeflow plot` of all methods (first seed)
-#   double_well/profile-<method>-s<seed>.dat   free-energy profile at T = 0.4
+#   double_well/profile-<method>-s<seed>.dat   free-energy profile at T = 0.4 (samples at 0.4)
+#   double_well/profile-mix-<method>-s<seed>.dat  the same from samples at T = 0.4, 0.7, 1.1
 #   summary.txt                    ESS / log Z / KL per method: mean and spread over seeds
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,7 +26,7 @@ while (($#)); do
     -j) jobs="$2"; shift ;;
     --seeds) seeds="$2"; shift ;;
     --only) only="$2"; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) out="$1" ;;
   esac
@@ -109,6 +110,11 @@ run_one() {
     "$tf" profile "$dir/checkpoint.h5" --condition 0.4 --coord 0 --range -2,2 --bins 40 \
       --n 10000000 --seed "$seed" --out "$out/$exp/profile-$method-s$seed.dat" \
       > "$out/$exp/profile-$method-s$seed.txt"
+    # the same from samples drawn at T = 0.4, 0.7 and 1.1, weighted against their mixture:
+    # the hotter conditions sample the barrier and the walls (10 kT at T = 0.4)
+    "$tf" profile "$dir/checkpoint.h5" --condition 0.4 --coord 0 --range -2,2 --bins 40 \
+      --n 10000000 --seed "$seed" --proposal 0.4,0.7,1.1 \
+      --out "$out/$exp/profile-mix-$method-s$seed.dat" > "$out/$exp/profile-mix-$method-s$seed.txt"
   fi
   echo "done: $exp $method seed $seed"
 }
