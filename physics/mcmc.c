@@ -37,7 +37,8 @@ tf_mcmc_config tf_mcmc_defaults(void) {
                       .burn_in = 1000,
                       .thin = 1,
                       .target_accept = 0.6,
-                      .step0 = 0};
+                      .step0 = 0,
+                      .fourier_accel = -1};
   return c;
 }
 

@@ -102,6 +102,8 @@ typedef struct {
   int64_t thin;
   double target_accept; /* e.g. 0.6 for MALA */
   double step0;         /* initial step size (0: module default) */
+  int fourier_accel;    /* lattice HMC: Fourier acceleration, -1 module default (on), 0 off,
+                           1 on; MALA ignores it */
 } tf_mcmc_config;
 
 typedef struct {

@@ -432,6 +432,7 @@ int tf_phys_lat_hmc_mcmc(const tf_physics *p, double c, const tf_mcmc_config *mc
   cfg.n_traj = mc->n_per_chain * mc->thin;
   cfg.meas_every = mc->thin;
   if (mc->step0 > 0) cfg.n_md = steps_for(cfg.tau, mc->step0);
+  if (mc->fourier_accel >= 0) cfg.fourier_accel = mc->fourier_accel != 0;
   tf_lat_hmc *h = NULL;
   int rc = tf_lat_hmc_create(p, c, &cfg, &h);
   if (rc) return tf_error(rc, "tf_physics_mcmc: %s", tf_errmsg());

@@ -33,6 +33,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: tradeflow efficiency CHECKPOINT --condition C [--n N] [--mcmc-n M]\n"
           "                            [--burn-in B] [--observable NAME] [--seed S]\n"
+          "                            [--fourier 0|1]\n"
           "\n"
           "Effective independent samples per second of flow independence Metropolis against\n"
           "the checkpoint's physics module's reference MCMC (HMC for lattice fields, MALA\n"
@@ -44,7 +45,9 @@ static void usage(FILE *f) {
           "For each: acceptance, the integrated autocorrelation time tau_int of observable\n"
           "NAME (default abs_m where the module has it, else its first observable; Sokal\n"
           "window c = 6), n / (2 tau_int) effective samples, their rate per second, the mean\n"
-          "with its error; then the ratio of the rates.  Training time is not counted.\n");
+          "with its error; then the ratio of the rates.  Training time is not counted.\n"
+          "--fourier 0 runs lattice HMC without Fourier acceleration (plain momenta), the\n"
+          "sampler that slows down most near a critical point (default 1).\n");
 }
 
 static double now(void) {
@@ -70,7 +73,7 @@ static void print_row(const chain_result *r) {
 int tf_cli_efficiency(int argc, char **argv) {
   const char *ckpt = NULL, *obs_name = NULL;
   double cond = NAN;
-  int64_t n = 100000, mn = 100000, burn = 1000, seed = 1;
+  int64_t n = 100000, mn = 100000, burn = 1000, seed = 1, fourier = 1;
   for (int i = 1; i < argc; i++) {
     const char *o = argv[i];
     const int has = i + 1 < argc;
@@ -89,6 +92,8 @@ int tf_cli_efficiency(int argc, char **argv) {
     } else if (has && !strcmp(o, "--burn-in")) {
       if (!tf_cli_parse_i64("efficiency", o, argv[++i], 0, (int64_t)1 << 40, &burn))
         return TF_EXIT_USAGE;
+    } else if (has && !strcmp(o, "--fourier")) {
+      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 0, 1, &fourier)) return TF_EXIT_USAGE;
     } else if (has && !strcmp(o, "--seed")) {
       if (!tf_cli_parse_i64("efficiency", o, argv[++i], 0, (int64_t)1 << 53, &seed))
         return TF_EXIT_USAGE;
@@ -184,12 +189,16 @@ int tf_cli_efficiency(int argc, char **argv) {
   tf_stats_ess(n, lw, &ess);
 
   /* ---- reference MCMC ---- */
-  chain_result mr = {.name = tf_physics_mcmc_sampler(p), .n = mn, .accept = NAN};
+  /* lattice HMC says whether its momenta are Fourier-accelerated */
+  const int is_hmc = !strcmp(tf_physics_mcmc_sampler(p), "HMC");
+  chain_result mr = {.name = !is_hmc ? tf_physics_mcmc_sampler(p) : fourier ? "HMC-FA" : "HMC",
+                     .n = mn, .accept = NAN};
   tf_mcmc_config mc = tf_mcmc_defaults();
   mc.chains = 1;
   mc.burn_in = burn;
   mc.thin = 1;
   mc.target_accept = tf_physics_mcmc_target(p);
+  mc.fourier_accel = (int)fourier;
   tf_mcmc_stats ms;
   mc.n_per_chain = 1;
   tf_rng_init(&rng, (uint64_t)seed, 1, TF_RNG_MCMC, 0);

@@ -168,6 +168,7 @@ int tf_cli_mcmc(int argc, char **argv) {
   mc.thin = tf_config_int(cfg, "mcmc", "thin");
   mc.target_accept = tf_config_real(cfg, "mcmc", "target_accept");
   if (mc.target_accept == 0) mc.target_accept = tf_physics_mcmc_target(p);
+  mc.fourier_accel = tf_config_bool(cfg, "mcmc", "fourier_accel");
   const uint64_t seed = (uint64_t)tf_config_int(cfg, "mcmc", "seed");
 
   const int64_t D = tf_physics_dim(p), per = mc.chains * mc.n_per_chain, N = per * K;

@@ -79,6 +79,8 @@ const tf_cfg_key tf_cli_schema[] = {
      "updates (HMC trajectories, MALA steps) between recorded states"},
     {"mcmc", "target_accept", TF_CFG_REAL, "0", 0, 0.99, NULL,
      "acceptance the step size is tuned to; 0: the sampler's default (HMC 0.8, MALA 0.6)"},
+    {"mcmc", "fourier_accel", TF_CFG_BOOL, "true", UNB, NULL,
+     "lattice HMC: Fourier acceleration (mass-preconditioned momenta); other samplers ignore it"},
     {"mcmc", "seed", TF_CFG_INT, "1", 0, 9.007199254740992e15, NULL,
      "random stream of the chains"},
     {"mcmc", "out", TF_CFG_STRING, "", UNB, NULL,

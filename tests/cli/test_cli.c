@@ -403,11 +403,20 @@ static void test_efficiency(void **state) {
   assert_int_equal(run("efficiency run_eff/checkpoint.h5 --condition 0.22 --n 20000 "
                        "--mcmc-n 20000 --observable s"), 0);
   assert_non_null(strstr(out, "flow-IMH"));
-  assert_non_null(strstr(out, "HMC"));
+  assert_non_null(strstr(out, "HMC-FA"));
   const char *d = strstr(out, "means differ by ");
   assert_non_null(d);
-  const double pull = strtod(d + strlen("means differ by "), NULL);
-  if (!(fabs(pull) < 4)) fail_msg("flow-IMH and HMC means differ by %g standard errors", pull);
+  double pull = strtod(d + strlen("means differ by "), NULL);
+  if (!(fabs(pull) < 4)) fail_msg("flow-IMH and HMC-FA means differ by %g standard errors", pull);
+  /* plain HMC (no Fourier acceleration) samples the same distribution */
+  assert_int_equal(run("efficiency run_eff/checkpoint.h5 --condition 0.22 --n 20000 "
+                       "--mcmc-n 20000 --observable s --fourier 0"), 0);
+  assert_null(strstr(out, "HMC-FA"));
+  assert_non_null(d = strstr(out, "means differ by "));
+  pull = strtod(d + strlen("means differ by "), NULL);
+  if (!(fabs(pull) < 4)) fail_msg("flow-IMH and plain HMC means differ by %g standard errors", pull);
+  assert_int_equal(run("efficiency run_eff/checkpoint.h5 --condition 0.22 --fourier 2"), 2);
+  assert_non_null(strstr(out, "--fourier"));
   assert_int_equal(run("efficiency run_eff/checkpoint.h5 --condition 0.22 --observable nosuch"),
                    2);
   assert_non_null(strstr(out, "abs_m"));

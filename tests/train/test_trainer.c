@@ -329,6 +329,35 @@ static void test_augmentation(void **state) {
   tf_physics_destroy(ph);
 }
 
+/* tf_flow_draw gives the same samples whatever the piece size, also where D is large enough
+ * for the piece cap (16384 / D rows: 4 at D = 4096) to split the requested 13-row piece */
+static void test_draw_independent_of_chunk(void **state) {
+  (void)state;
+  const int64_t dims[] = {3, 4096}, n = 13;
+  for (int t = 0; t < 2; t++) {
+    const int64_t d = dims[t];
+    tf_flow_config fc = tf_flow_defaults(d);
+    fc.n_blocks = 2;
+    fc.hidden = 8;
+    fc.embed_dim = 4;
+    model m = build(&fc);
+    tf_ctx *ctx = tf_ctx_create(0);
+    double *x1 = malloc(sizeof(double) * (size_t)(2 * n * d)), *x2 = x1 + n * d, lp1[13], lp2[13];
+    assert_non_null(x1);
+    tf_rng r1, r2;
+    tf_rng_init(&r1, 9, 0, TF_RNG_LATENT, 0);
+    tf_rng_init(&r2, 9, 0, TF_RNG_LATENT, 0);
+    assert_int_equal(tf_flow_draw(m.f, ctx, 0.7, n, n, &r1, x1, lp1), TF_OK);
+    assert_int_equal(tf_flow_draw(m.f, ctx, 0.7, n, t ? 1 : 5, &r2, x2, lp2), TF_OK);
+    assert_memory_equal(x1, x2, sizeof(double) * (size_t)(n * d));
+    assert_memory_equal(lp1, lp2, sizeof lp1);
+    for (int64_t i = 0; i < n; i++) assert_true(isfinite(lp1[i]));
+    free(x1);
+    tf_ctx_destroy(ctx);
+    drop(&m);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_resume_bit_identical),
@@ -336,6 +365,7 @@ int main(void) {
       cmocka_unit_test(test_data_checks),
       cmocka_unit_test(test_training_lowers_nll),
       cmocka_unit_test(test_augmentation),
+      cmocka_unit_test(test_draw_independent_of_chunk),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
