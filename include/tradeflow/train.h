@@ -69,8 +69,8 @@ int tf_dataset_log_prob(tf_flow *flow, tf_ctx *ctx, const tf_dataset *data, cons
 /* n samples x ~ p_theta(. | c) into x (n, D) (double) and log p_theta into log_p (n), drawn
  * from rng in order in pieces of `chunk` rows, at most max(1, 16384 / D), with recording off
  * (small pieces keep the intermediates in cache; the values do not depend on chunk); resets
- * ctx.  c is ignored by an
- * unconditional flow.  TF_OK or the context's error, with a message naming c. */
+ * ctx.  c is ignored by an unconditional flow.  TF_OK or the context's error, with a message
+ * naming c. */
 int tf_flow_draw(tf_flow *flow, tf_ctx *ctx, double c, int64_t n, int64_t chunk, tf_rng *rng,
                  double *x, double *log_p);
 

@@ -195,8 +195,8 @@ int tf_cli_profile(int argc, char **argv) {
   tf_physics *phys = NULL;
   tf_config *pc = NULL;
   int status = TF_EXIT_USAGE;
-  double *s = NULL, *w = NULL, *xd = NULL, *cd = NULL, *lq = NULL, *mix = NULL, *fl = NULL,
-         *ex = NULL;
+  double *s = NULL, *w = NULL, *xd = NULL, *cd = NULL, *lq = NULL, *mix = NULL, *comp = NULL,
+         *fl = NULL, *ex = NULL;
   tf_ctx *ctx = NULL;
   FILE *f = NULL;
   if (tf_cli_model_physics(&m, ckpt, "profiles need the target density", cond, &pc, &phys,
@@ -223,10 +223,11 @@ int tf_cli_profile(int argc, char **argv) {
   cd = malloc(sizeof(double) * CHUNK);
   lq = malloc(sizeof(double) * CHUNK);
   mix = malloc(sizeof(double) * CHUNK);
+  comp = malloc(sizeof(double) * CHUNK * (size_t)np);
   fl = malloc(sizeof(double) * (size_t)M * 5);
   ex = fl + 2 * M;
   ctx = tf_ctx_create(0);
-  if (!s || !w || !xd || !cd || !lq || !mix || !fl || !ctx) {
+  if (!s || !w || !xd || !cd || !lq || !mix || !comp || !fl || !ctx) {
     tf_error(TF_ENOMEM, "out of memory");
     goto fail;
   }
@@ -244,18 +245,19 @@ int tf_cli_profile(int argc, char **argv) {
       tf_tensor *c = tf_full(ctx, 2, (int64_t[]){k, 1}, prop[j]), *lp = NULL;
       tf_tensor *x = tf_flow_sample(m.flow, ctx, c, k, &r, &lp);
       if (!x || !lp) goto fail;
-      /* log of the mixture density: log-sum-exp over the components, in double */
-      for (int64_t i = 0; i < k; i++) mix[i] = np > 1 ? -INFINITY : (double)lp->data[i];
-      for (int l = 0; l < np && np > 1; l++) {
+      /* log of the mixture density: log-sum-exp over the components, in double; comp holds
+       * log p_theta(x_i | C_l) at [i * np + l] */
+      for (int l = 0; l < np; l++) {
         tf_tensor *ll = lp;
-        if (l != j) ll = tf_flow_log_prob(m.flow, ctx, x, tf_full(ctx, 2, (int64_t[]){k, 1}, prop[l]));
-        if (!ll) goto fail;
-        for (int64_t i = 0; i < k; i++) {
-          const double u = mix[i], v = (double)ll->data[i], hi2 = fmax(u, v);
-          mix[i] = hi2 == -INFINITY ? hi2 : hi2 + log(exp(u - hi2) + exp(v - hi2));
+        if (l != j) {
+          tf_tensor *cl = tf_full(ctx, 2, (int64_t[]){k, 1}, prop[l]);
+          ll = cl ? tf_flow_log_prob(m.flow, ctx, x, cl) : NULL;
         }
+        if (!ll) goto fail;
+        for (int64_t i = 0; i < k; i++) comp[i * np + l] = (double)ll->data[i];
       }
-      for (int64_t i = 0; i < k && np > 1; i++) mix[i] -= log((double)np);
+      for (int64_t i = 0; i < k; i++)
+        mix[i] = tf_stats_logsumexp(np, comp + i * np) - log((double)np);
       for (int64_t i = 0; i < k * D; i++) xd[i] = (double)x->data[i];
       for (int64_t i = 0; i < k; i++) cd[i] = cond;
       if (tf_physics_log_q(phys, k, xd, cd, lq, NULL, NULL) != TF_OK) goto fail;
@@ -332,7 +334,7 @@ fail:
   fprintf(stderr, "tradeflow profile: %s\n", tf_errmsg());
 done:
   if (f) fclose(f);
-  free(s), free(w), free(xd), free(cd), free(lq), free(mix), free(fl);
+  free(s), free(w), free(xd), free(cd), free(lq), free(mix), free(comp), free(fl);
   tf_ctx_destroy(ctx);
   tf_config_destroy(pc);
   tf_physics_destroy(phys);
