@@ -98,4 +98,16 @@ int tf_cli_parse_f64(const char *cmd, const char *opt, const char *s, double lo,
 int tf_cli_parse_f64_list(const char *cmd, const char *opt, const char *s, double lo,
                           double hi, int max, double *out, int *k);
 
+/* Text output written atomically: the stream goes to "<path>.tmp.<pid>", which commit fsyncs
+ * and renames over path, so a reader (or a rerun that skips finished outputs) never sees a
+ * half-written file.  open/commit return TF_OK or an error naming the file; abort (also after
+ * a failed commit: a no-op then) closes and removes the temporary. */
+typedef struct {
+  FILE *f;
+  char path[4096], tmp[4200];
+} tf_cli_afile;
+int tf_cli_afile_open(tf_cli_afile *a, const char *path);
+int tf_cli_afile_commit(tf_cli_afile *a);
+void tf_cli_afile_abort(tf_cli_afile *a);
+
 #endif

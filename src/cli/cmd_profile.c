@@ -198,6 +198,7 @@ int tf_cli_profile(int argc, char **argv) {
   double *s = NULL, *w = NULL, *xd = NULL, *cd = NULL, *lq = NULL, *mix = NULL, *comp = NULL,
          *fl = NULL, *ex = NULL;
   tf_ctx *ctx = NULL;
+  tf_cli_afile af = {NULL, "", ""};
   FILE *f = NULL;
   if (tf_cli_model_physics(&m, ckpt, "profiles need the target density", cond, &pc, &phys,
                            NULL) != TF_OK)
@@ -287,12 +288,11 @@ int tf_cli_profile(int argc, char **argv) {
     }
   const int have_exact = D == 2;
   if (have_exact && exact_profile(phys, cond, (int)K, a, b, (int)M, ex) != TF_OK) goto fail;
-  f = fopen(out, "w");
-  if (!f) {
-    tf_error(TF_EIO, "%s: cannot write", out);
+  if (tf_cli_afile_open(&af, out) != TF_OK) {
     status = TF_EXIT_USAGE;
     goto fail;
   }
+  f = af.f;
   fprintf(f, "# tradeflow profile: F/kT = -log p(s), s = x[%lld], %s = %g, %s, checkpoint %s\n"
           "# %lld flow samples reweighted to the target (seed %lld), drawn in equal shares at "
           "%s =",
@@ -315,12 +315,8 @@ int tf_cli_profile(int argc, char **argv) {
       nb++;
     }
   }
-  if (fclose(f) != 0) {
-    f = NULL;
-    tf_error(TF_EIO, "%s: write failed", out);
-    goto fail;
-  }
   f = NULL;
+  if (tf_cli_afile_commit(&af) != TF_OK) goto fail;
   if (have_exact)
     printf("tradeflow profile: %s = %g, s = x[%lld] on [%g, %g]: max |F_flow - F_exact| = "
            "%.4f kT over %d bins (chi2/bins %.2f); table in %s\n",
@@ -333,7 +329,7 @@ int tf_cli_profile(int argc, char **argv) {
 fail:
   fprintf(stderr, "tradeflow profile: %s\n", tf_errmsg());
 done:
-  if (f) fclose(f);
+  tf_cli_afile_abort(&af);
   free(s), free(w), free(xd), free(cd), free(lq), free(mix), free(comp), free(fl);
   tf_ctx_destroy(ctx);
   tf_config_destroy(pc);

@@ -51,18 +51,11 @@ static int same_model(const tf_config *now, const tf_config *rec, const char *ck
 }
 
 static int write_text_atomic(const char *path, const char *text) {
-  char tmp[4200];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-    return tf_error(TF_EINVAL, "path too long: %s", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) return tf_error(TF_EIO, "%s: %s", tmp, strerror(errno));
-  const int ok = fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
-    const int e = errno;
-    remove(tmp);
-    return tf_error(TF_EIO, "%s: %s", path, strerror(e));
-  }
-  return TF_OK;
+  tf_cli_afile a;
+  int st = tf_cli_afile_open(&a, path);
+  if (st != TF_OK) return st;
+  fputs(text, a.f);
+  return tf_cli_afile_commit(&a);
 }
 
 typedef struct {

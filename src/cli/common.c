@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "tradeflow/error.h"
@@ -119,4 +120,33 @@ void tf_cli_model_close(tf_cli_model *m) {
   tf_config_destroy(m->model_cfg);
   free(m->config_text);
   memset(m, 0, sizeof *m);
+}
+
+int tf_cli_afile_open(tf_cli_afile *a, const char *path) {
+  a->f = NULL;
+  if (snprintf(a->path, sizeof a->path, "%s", path) >= (int)sizeof a->path)
+    return tf_error(TF_EINVAL, "path too long: %.64s...", path);
+  snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%ld", path, (long)getpid());
+  a->f = fopen(a->tmp, "w");
+  if (!a->f) return tf_error(TF_EIO, "%s: cannot write: %s", a->tmp, strerror(errno));
+  return TF_OK;
+}
+
+int tf_cli_afile_commit(tf_cli_afile *a) {
+  if (!a->f) return tf_error(TF_EINVAL, "%s: not open", a->path);
+  int e = 0;
+  if (ferror(a->f) || fflush(a->f) != 0 || fsync(fileno(a->f)) != 0) e = errno ? errno : EIO;
+  if (fclose(a->f) != 0 && !e) e = errno;
+  a->f = NULL;
+  if (!e && rename(a->tmp, a->path) != 0) e = errno;
+  if (!e) return TF_OK;
+  remove(a->tmp);
+  return tf_error(TF_EIO, "%s: write failed: %s", a->path, strerror(e));
+}
+
+void tf_cli_afile_abort(tf_cli_afile *a) {
+  if (!a->f) return;
+  fclose(a->f);
+  a->f = NULL;
+  remove(a->tmp);
 }

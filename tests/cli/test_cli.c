@@ -1,6 +1,7 @@
 /* test_cli.c — the `tradeflow` command end to end: train -> sample -> eval, resumption through
  * the command line (bit-identical to an uninterrupted run), and one clear message with a
  * non-zero exit for every class of bad config or input. */
+#include <glob.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -390,6 +391,15 @@ static void test_profile(void **state) {
   assert_int_equal(run("profile run_prof_t/checkpoint.h5 --condition 0.4 --proposal 0.4,x "
                        "--out prof3.dat"), 2);
   assert_non_null(strstr(out, "--proposal"));
+  /* tables are written atomically: no temporaries left behind, and an unwritable path is
+   * an error naming it, with nothing written */
+  glob_t g;
+  assert_int_equal(glob("prof*.tmp.*", 0, NULL, &g), GLOB_NOMATCH);
+  assert_int_equal(run("profile run_prof_t/checkpoint.h5 --condition 0.4 --n 1000 "
+                       "--out nosuchdir/p.dat"), 2);
+  assert_non_null(strstr(out, "nosuchdir/p.dat"));
+  FILE *f = fopen("nosuchdir/p.dat", "r");
+  assert_null(f);
 }
 
 /* tradeflow efficiency: flow-IMH and HMC on phi^4 (L = 4) in one run; an untrained flow (the

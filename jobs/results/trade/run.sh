@@ -13,6 +13,8 @@
 #   double_well/profile-<method>-s<seed>.dat   free-energy profile at T = 0.4 (samples at 0.4)
 #   double_well/profile-mix-<method>-s<seed>.dat  the same from samples at T = 0.4, 0.7, 1.1
 #   summary.txt                    ESS / log Z / KL per method: mean and spread over seeds
+# Rerunning with the same OUTDIR continues: finished trainings return at once, interrupted ones
+# resume from their checkpoint, and evaluations newer than their checkpoint are kept.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
@@ -26,7 +28,7 @@ while (($#)); do
     -j) jobs="$2"; shift ;;
     --seeds) seeds="$2"; shift ;;
     --only) only="$2"; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) out="$1" ;;
   esac
@@ -85,6 +87,10 @@ train_in() {
   fi
 }
 
+# stale OUTPUT INPUT: true when OUTPUT is missing or older than INPUT (tradeflow writes its
+# outputs atomically, so an existing file is a finished one)
+stale() { [[ ! -s "$1" || "$1" -ot "$2" ]]; }
+
 run_one() {
   local exp="$1" method="$2" seed="$3"
   local dir="$out/$exp/$method-s$seed" extra=()
@@ -104,21 +110,28 @@ run_one() {
     extra+=(--set train.steps=23000)
   fi
   train_in "$dir" ${M[$method]} "${extra[@]}"
-  "$tf" eval "$dir/checkpoint.h5" --conditions "${COND[$exp]}" --n 20000 --seed "$seed" \
-    --out "$dir.h5" > "$dir.txt" 2> "$dir.eval.log"
+  # evaluations are redone only when missing or older than the checkpoint, so that a rerun
+  # of an interrupted sweep (or one with more seeds) repeats no finished work
+  if stale "$dir.h5" "$dir/checkpoint.h5"; then
+    "$tf" eval "$dir/checkpoint.h5" --conditions "${COND[$exp]}" --n 20000 --seed "$seed" \
+      --out "$dir.h5" > "$dir.txt" 2> "$dir.eval.log"
+  fi
   if [[ "$exp" == double_well ]]; then
-    "$tf" profile "$dir/checkpoint.h5" --condition 0.4 --coord 0 --range -2,2 --bins 40 \
-      --n 10000000 --seed "$seed" --out "$out/$exp/profile-$method-s$seed.dat" \
-      > "$out/$exp/profile-$method-s$seed.txt"
+    local p="$out/$exp/profile-$method-s$seed" pm="$out/$exp/profile-mix-$method-s$seed"
+    if stale "$p.dat" "$dir/checkpoint.h5"; then
+      "$tf" profile "$dir/checkpoint.h5" --condition 0.4 --coord 0 --range -2,2 --bins 40 \
+        --n 10000000 --seed "$seed" --out "$p.dat" > "$p.txt"
+    fi
     # the same from samples drawn at T = 0.4, 0.7 and 1.1, weighted against their mixture:
     # the hotter conditions sample the barrier and the walls (10 kT at T = 0.4)
-    "$tf" profile "$dir/checkpoint.h5" --condition 0.4 --coord 0 --range -2,2 --bins 40 \
-      --n 10000000 --seed "$seed" --proposal 0.4,0.7,1.1 \
-      --out "$out/$exp/profile-mix-$method-s$seed.dat" > "$out/$exp/profile-mix-$method-s$seed.txt"
+    if stale "$pm.dat" "$dir/checkpoint.h5"; then
+      "$tf" profile "$dir/checkpoint.h5" --condition 0.4 --coord 0 --range -2,2 --bins 40 \
+        --n 10000000 --seed "$seed" --proposal 0.4,0.7,1.1 --out "$pm.dat" > "$pm.txt"
+    fi
   fi
   echo "done: $exp $method seed $seed"
 }
-export -f run_one train_in
+export -f run_one train_in stale
 export out tf here data
 export M_DEF="$(declare -p M COND)"
 
