@@ -2,9 +2,11 @@
  *
  * A training step allocates every temporary tensor, tape node and gradient from one arena and
  * releases them all at once with tf_arena_reset().  The arena never returns memory to the
- * system between resets.  If a step needs more than the current block, further blocks are
- * chained (one malloc each); the next reset merges them into a single block of the high-water
- * size, so from the second step of a fixed-size computation on, a step performs no malloc.
+ * system before destroy.  If a step needs more than the current block, the next block is
+ * added (one malloc); blocks are kept across resets and filled again in the same order, so
+ * from the second step of a fixed-size computation on, a step performs no malloc and touches
+ * no fresh page.  A mark and release pair frees what was allocated after the mark (stack
+ * discipline), for loops whose intermediates die within one iteration.
  *
  * Ownership: the arena owns all memory it hands out; pointers are invalid after reset/destroy.
  * Alignment: every allocation is aligned to TF_ARENA_ALIGN bytes (one cache line, enough for
@@ -34,6 +36,16 @@ void *tf_arena_alloc(tf_arena *a, size_t bytes);
 
 /* Release everything allocated since creation or the last reset. */
 void tf_arena_reset(tf_arena *a);
+
+/* A position in the arena.  tf_arena_release(a, m) releases everything allocated after m was
+ * taken; pointers handed out after it are then invalid, those before stay valid.  The mark
+ * must have been taken since the last reset; one already released past (an inner mark after
+ * its outer one) is ignored. */
+typedef struct {
+  size_t block, offset, used;
+} tf_arena_mark;
+tf_arena_mark tf_arena_mark_get(const tf_arena *a);
+void tf_arena_release(tf_arena *a, tf_arena_mark m);
 
 /* Statistics for tests and diagnostics. */
 typedef struct {

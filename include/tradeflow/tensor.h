@@ -77,8 +77,8 @@ typedef struct tf_ctx tf_ctx;
 
 /* ---- context ----------------------------------------------------------------------------- */
 
-/* `arena_bytes`: initial arena block (0: 1 MiB); the arena grows as needed and settles at the
- * high-water size after the first reset.  NULL on failure.
+/* `arena_bytes`: initial arena block (0: 1 MiB); the arena grows as needed during the first
+ * step and keeps its blocks across resets.  NULL on failure.
  * Unless OPENBLAS_NUM_THREADS is set, this pins OpenBLAS to one thread (process-wide): the
  * parallel model is one MPI rank per core. */
 tf_ctx *tf_ctx_create(size_t arena_bytes);
@@ -96,6 +96,19 @@ int tf_ctx_grad_enabled(const tf_ctx *ctx); /* the current setting */
 int tf_ctx_status(const tf_ctx *ctx);        /* TF_OK or the first error since reset */
 tf_arena *tf_ctx_arena(tf_ctx *ctx);         /* the step arena (for the caller's scratch) */
 size_t tf_ctx_tape_length(const tf_ctx *ctx); /* recorded nodes since reset */
+
+/* Scoped scratch for loops whose intermediates die within one iteration (the blocks of a flow
+ * in inference): tf_ctx_release frees every arena tensor made since the mark, so the loop's
+ * working set stays that of one iteration (cache-resident) instead of growing with it.  The
+ * caller guarantees that nothing made since the mark is used afterwards (copy results into
+ * tensors made before it).  Refused (returns 0, nothing freed) when the tape grew since the
+ * mark, since recorded nodes refer to those tensors; 1 when released. */
+typedef struct {
+  tf_arena_mark arena;
+  size_t n_nodes;
+} tf_ctx_mark;
+tf_ctx_mark tf_ctx_mark_get(const tf_ctx *ctx);
+int tf_ctx_release(tf_ctx *ctx, tf_ctx_mark m);
 
 /* ---- tensors ----------------------------------------------------------------------------- */
 

@@ -1074,22 +1074,25 @@ tf_tensor *tf_where(tf_ctx *ctx, tf_tensor *mask, tf_tensor *a, tf_tensor *b) {
   return tf__finish(ctx, &nd);
 }
 
-/* ---- periodic 3x3 convolution ------------------------------------------------------------ */
-
 /* ---- periodic 3x3 convolution ------------------------------------------------------------
  *
  * As im2col + GEMM, in the layout where the GEMM is tall and thin like the flows' dense layers
  * (rows = sample x site, a few hundred thousand; columns = channels): for a field x (N, C, L1,
- * L2) the column matrix X' has rows (n, s), s = i L2 + j, and columns k = (c, di, dj) with
- *   X'[(n, s), k] = x[n, c, (i + di - 1) mod L1, (j + dj - 1) mod L2],
- * so that, with W (Cout, Cin * 9) the weights as a matrix,
- *   forward   y = X' W^T                      (rows (n, s), columns o), transposed to (N, Cout, S)
- *   input     u = col2im(G' W),  G'[(n, s), o] = g[n, o, s]  (the adjoint of im2col: scatter-add)
- *   weights   dW = G'^T X'                    (Cout, Cin * 9), summed over the chunks
- * Samples go in chunks so that the buffers (context-owned, kept across resets, no allocation in
- * steady state) stay near CONV_CHUNK_VALUES whatever the batch.  The weight gradient is
- * summed by the GEMM in the network precision (the old loop summed in double; the float32
- * test bounds the difference at 2.4e-7 relative on 600 samples). */
+ * L2) the column matrix X' has rows (n, s), s = i L2 + j, and columns k' = (t, c) = t C + c
+ * for the tap t = 3 di + dj, with
+ *   X'[(n, s), t C + c] = x[n, c, (i + di - 1) mod L1, (j + dj - 1) mod L2],
+ * so that, with W' (Cout, 9 Cin) the weights (Cout, Cin, 3, 3) with their columns permuted
+ * to the same (t, c) order,
+ *   forward   y = X' W'^T                     (rows (n, s), columns o), transposed to (N, Cout, S)
+ *   input     u = col2im(G' W'),  G'[(n, s), o] = g[n, o, s]  (the adjoint of im2col: scatter-add)
+ *   weights   dW' = G'^T X'                   (Cout, 9 Cin), summed over the chunks
+ * Columns go tap-major because the field is first transposed to channels-last (N, S, C):
+ * then each tap of a row is one contiguous run of C values, and im2col is 9 copies per row
+ * instead of 9 C reads strided by S (the channel-major version was 40% of a D = 1024 lattice
+ * flow's sampling time).  Samples go in chunks so that the buffers (context-owned, kept across
+ * resets, no allocation in steady state) stay near CONV_CHUNK_VALUES whatever the batch.  The
+ * weight gradient is summed by the GEMM in the network precision (the old loop summed in
+ * double; the float32 test bounds the difference at 2.4e-7 relative on 600 samples). */
 enum { CONV_CHUNK_VALUES = 1 << 20 }; /* tf_real values (4 MiB in float32) */
 
 static tf_real *conv_scratch(tf_ctx *ctx, size_t n) {
@@ -1097,50 +1100,99 @@ static tf_real *conv_scratch(tf_ctx *ctx, size_t n) {
                     "conv2d_periodic");
 }
 
-/* X' rows for samples [0, nb) of x (nb, C, L1, L2): xc (nb * S, C * 9) */
-static void im2col(const tf_real *x, int64_t nb, int64_t C, int64_t L1, int64_t L2,
-                   tf_real *restrict xc) {
-  const int64_t S = L1 * L2, K = C * 9;
+/* x (nb, C, S) -> xt (nb, S, C) and back: the channel-major / channels-last transposes, in
+ * tiles of TT sites so that both sides of a tile stay in L1 (untiled, the channels-last side
+ * was written with a stride of C values per site). */
+enum { TT = 16 };
+static void to_channels_last(const tf_real *restrict x, int64_t nb, int64_t C, int64_t S,
+                             tf_real *restrict xt) {
   for (int64_t n = 0; n < nb; n++)
-    for (int64_t i = 0; i < L1; i++)
-      for (int64_t j = 0; j < L2; j++) {
-        tf_real *restrict row = xc + (n * S + i * L2 + j) * K;
-        for (int64_t c = 0; c < C; c++) {
-          const tf_real *f = x + (n * C + c) * S;
-          for (int di = 0; di < 3; di++) {
-            int64_t si = i + di - 1;
-            si = si < 0 ? si + L1 : si >= L1 ? si - L1 : si;
-            const tf_real *r = f + si * L2;
-            const int64_t jl = j == 0 ? L2 - 1 : j - 1, jr = j + 1 == L2 ? 0 : j + 1;
-            row[c * 9 + di * 3 + 0] = r[jl];
-            row[c * 9 + di * 3 + 1] = r[j];
-            row[c * 9 + di * 3 + 2] = r[jr];
-          }
-        }
+    for (int64_t s0 = 0; s0 < S; s0 += TT) {
+      const int64_t s1 = s0 + TT < S ? s0 + TT : S;
+      for (int64_t c = 0; c < C; c++) {
+        const tf_real *restrict src = x + (n * C + c) * S;
+        tf_real *restrict d = xt + n * S * C + c;
+        for (int64_t s = s0; s < s1; s++) d[s * C] = src[s];
       }
+    }
 }
 
-/* u (nb, C, L1, L2) += the adjoint of im2col applied to gc (nb * S, C * 9) */
-static void col2im(const tf_real *restrict gc, int64_t nb, int64_t C, int64_t L1, int64_t L2,
-                   tf_real *u) {
-  const int64_t S = L1 * L2, K = C * 9;
+/* y (nb, C, S) += xt (nb, S, C) transposed (acc) or y = it (!acc) */
+static void from_channels_last(const tf_real *restrict xt, int64_t nb, int64_t C, int64_t S,
+                               int acc, tf_real *restrict y) {
   for (int64_t n = 0; n < nb; n++)
-    for (int64_t i = 0; i < L1; i++)
-      for (int64_t j = 0; j < L2; j++) {
+    for (int64_t s0 = 0; s0 < S; s0 += TT) {
+      const int64_t s1 = s0 + TT < S ? s0 + TT : S;
+      for (int64_t c = 0; c < C; c++) {
+        const tf_real *restrict src = xt + n * S * C + c;
+        tf_real *restrict d = y + (n * C + c) * S;
+        if (acc)
+          for (int64_t s = s0; s < s1; s++) d[s] += src[s * C];
+        else
+          for (int64_t s = s0; s < s1; s++) d[s] = src[s * C];
+      }
+    }
+}
+
+/* Site of tap t (= 3 di + dj) of site (i, j): row-major index of (i + di - 1, j + dj - 1)
+ * with periodic wrap, for the 9 taps at once. */
+static void taps(int64_t i, int64_t j, int64_t L1, int64_t L2, int64_t nbr[9]) {
+  const int64_t ri[3] = {(i == 0 ? L1 - 1 : i - 1) * L2, i * L2, (i + 1 == L1 ? 0 : i + 1) * L2};
+  const int64_t cj[3] = {j == 0 ? L2 - 1 : j - 1, j, j + 1 == L2 ? 0 : j + 1};
+  for (int t = 0; t < 9; t++) nbr[t] = ri[t / 3] + cj[t % 3];
+}
+
+/* X' rows for samples [0, nb) of the channels-last field xt (nb, S, C): xc (nb * S, 9 C) */
+static void im2col(const tf_real *restrict xt, int64_t nb, int64_t C, int64_t L1, int64_t L2,
+                   tf_real *restrict xc) {
+  const int64_t S = L1 * L2, K = 9 * C;
+  int64_t nbr[9];
+  for (int64_t i = 0; i < L1; i++)
+    for (int64_t j = 0; j < L2; j++) {
+      taps(i, j, L1, L2, nbr);
+      for (int64_t n = 0; n < nb; n++) {
+        tf_real *restrict row = xc + (n * S + i * L2 + j) * K;
+        const tf_real *restrict f = xt + n * S * C;
+        if (C == 1) /* a flow's first layer: single values, where a memcpy call would dominate */
+          for (int t = 0; t < 9; t++) row[t] = f[nbr[t]];
+        else
+          for (int t = 0; t < 9; t++)
+            memcpy(row + t * C, f + nbr[t] * C, (size_t)C * sizeof *row);
+      }
+    }
+}
+
+/* ut (nb, S, C) += the adjoint of im2col applied to gc (nb * S, 9 C) */
+static void col2im(const tf_real *restrict gc, int64_t nb, int64_t C, int64_t L1, int64_t L2,
+                   tf_real *restrict ut) {
+  const int64_t S = L1 * L2, K = 9 * C;
+  int64_t nbr[9];
+  for (int64_t i = 0; i < L1; i++)
+    for (int64_t j = 0; j < L2; j++) {
+      taps(i, j, L1, L2, nbr);
+      for (int64_t n = 0; n < nb; n++) {
         const tf_real *restrict row = gc + (n * S + i * L2 + j) * K;
-        for (int64_t c = 0; c < C; c++) {
-          tf_real *f = u + (n * C + c) * S;
-          for (int di = 0; di < 3; di++) {
-            int64_t si = i + di - 1;
-            si = si < 0 ? si + L1 : si >= L1 ? si - L1 : si;
-            tf_real *r = f + si * L2;
-            const int64_t jl = j == 0 ? L2 - 1 : j - 1, jr = j + 1 == L2 ? 0 : j + 1;
-            r[jl] += row[c * 9 + di * 3 + 0];
-            r[j] += row[c * 9 + di * 3 + 1];
-            r[jr] += row[c * 9 + di * 3 + 2];
-          }
+        tf_real *restrict f = ut + n * S * C;
+        for (int t = 0; t < 9; t++) {
+          tf_real *restrict d = f + nbr[t] * C;
+          const tf_real *restrict r = row + t * C;
+          for (int64_t c = 0; c < C; c++) d[c] += r[c];
         }
       }
+    }
+}
+
+/* w (Cout, Cin, 3, 3) -> wp (Cout, 9 Cin) in (t, c) column order; inverse: dw += dwp unpermuted */
+static void weights_tc(const tf_real *restrict w, int64_t Cout, int64_t Cin, tf_real *restrict wp) {
+  for (int64_t o = 0; o < Cout; o++)
+    for (int64_t c = 0; c < Cin; c++)
+      for (int t = 0; t < 9; t++) wp[(o * 9 + t) * Cin + c] = w[(o * Cin + c) * 9 + t];
+}
+static void weights_ct_acc(const tf_real *restrict wp, int64_t Cout, int64_t Cin,
+                           tf_real *restrict w) {
+  for (int64_t o = 0; o < Cout; o++)
+    for (int64_t c = 0; c < Cin; c++)
+      for (int t = 0; t < 9; t++) w[(o * Cin + c) * 9 + t] += wp[(o * 9 + t) * Cin + c];
 }
 
 enum { CONV_FWD, CONV_T, CONV_W };
@@ -1171,64 +1223,38 @@ static tf_tensor *conv_any(tf_ctx *ctx, int kind, tf_tensor *p, tf_tensor *q) {
     return NULL;
   }
   const int64_t N = p->shape[0], L1 = p->shape[2], L2 = p->shape[3], S = L1 * L2;
-  tf_tensor *y;
-  if (kind == CONV_FWD) { /* x = p (N,Cin,..), w = q (Cout,Cin,3,3) */
-    const int64_t Cin = q->shape[1], Cout = q->shape[0], K = Cin * 9;
-    y = tf__alloc(ctx, 4, (int64_t[]){N, Cout, L1, L2});
-    if (!y) return NULL;
-    const int64_t nb = conv_chunk(N, S * (K + Cout));
-    tf_real *xc = conv_scratch(ctx, (size_t)(nb * S * (K + Cout)));
-    if (!xc) return NULL;
-    tf_real *out = xc + nb * S * K;
-    for (int64_t n0 = 0; n0 < N; n0 += nb) {
-      const int64_t m = N - n0 < nb ? N - n0 : nb;
-      im2col(p->data + n0 * Cin * S, m, Cin, L1, L2, xc);
-      if (gemm_rm(ctx, 0, 1, m * S, Cout, K, xc, K, q->data, K, out)) return NULL;
-      for (int64_t n = 0; n < m; n++)
-        for (int64_t o = 0; o < Cout; o++) {
-          tf_real *restrict d = y->data + ((n0 + n) * Cout + o) * S;
-          const tf_real *restrict src = out + n * S * Cout + o;
-          for (int64_t s = 0; s < S; s++) d[s] = src[s * Cout];
-        }
-    }
-  } else if (kind == CONV_T) { /* g = p (N,Cout,..), w = q (Cout,Cin,3,3) */
-    const int64_t Cout = q->shape[0], Cin = q->shape[1], K = Cin * 9;
-    y = tf_zeros(ctx, 4, (int64_t[]){N, Cin, L1, L2});
-    if (!y) return NULL;
-    const int64_t nb = conv_chunk(N, S * (K + Cout));
-    tf_real *gt = conv_scratch(ctx, (size_t)(nb * S * (K + Cout)));
-    if (!gt) return NULL;
-    tf_real *gc = gt + nb * S * Cout;
-    for (int64_t n0 = 0; n0 < N; n0 += nb) {
-      const int64_t m = N - n0 < nb ? N - n0 : nb;
-      for (int64_t n = 0; n < m; n++)
-        for (int64_t o = 0; o < Cout; o++) {
-          const tf_real *restrict src = p->data + ((n0 + n) * Cout + o) * S;
-          tf_real *restrict d = gt + n * S * Cout + o;
-          for (int64_t s = 0; s < S; s++) d[s * Cout] = src[s];
-        }
-      if (gemm_rm(ctx, 0, 0, m * S, K, Cout, gt, Cout, q->data, K, gc)) return NULL;
-      col2im(gc, m, Cin, L1, L2, y->data + n0 * Cin * S);
-    }
-  } else { /* x = p (N,Cin,..), g = q (N,Cout,..) -> (Cout,Cin,3,3) */
-    const int64_t Cin = p->shape[1], Cout = q->shape[1], K = Cin * 9;
-    y = tf_zeros(ctx, 4, (int64_t[]){Cout, Cin, 3, 3});
-    if (!y) return NULL;
-    const int64_t nb = conv_chunk(N, S * (K + Cout));
-    tf_real *xc = conv_scratch(ctx, (size_t)(nb * S * (K + Cout) + Cout * K));
-    if (!xc) return NULL;
-    tf_real *gt = xc + nb * S * K, *dw = gt + nb * S * Cout;
-    for (int64_t n0 = 0; n0 < N; n0 += nb) {
-      const int64_t m = N - n0 < nb ? N - n0 : nb;
-      im2col(p->data + n0 * Cin * S, m, Cin, L1, L2, xc);
-      for (int64_t n = 0; n < m; n++)
-        for (int64_t o = 0; o < Cout; o++) {
-          const tf_real *restrict src = q->data + ((n0 + n) * Cout + o) * S;
-          tf_real *restrict d = gt + n * S * Cout + o;
-          for (int64_t s = 0; s < S; s++) d[s * Cout] = src[s];
-        }
-      if (gemm_rm(ctx, 1, 0, Cout, K, m * S, gt, Cout, xc, K, dw)) return NULL;
-      for (int64_t i = 0; i < Cout * K; i++) y->data[i] += dw[i];
+  const int64_t Cin = kind == CONV_W ? p->shape[1] : q->shape[1];
+  const int64_t Cout = kind == CONV_W ? q->shape[1] : q->shape[0], K = 9 * Cin;
+  tf_tensor *y = kind == CONV_FWD ? tf__alloc(ctx, 4, (int64_t[]){N, Cout, L1, L2})
+                 : kind == CONV_T ? tf_zeros(ctx, 4, (int64_t[]){N, Cin, L1, L2})
+                                  : tf_zeros(ctx, 4, (int64_t[]){Cout, Cin, 3, 3});
+  if (!y) return NULL;
+  /* scratch: per sample X' or G W' (S K), the channels-last field (S Cin) and the GEMM side
+   * (S Cout); once: the permuted weights or their gradient (Cout K) */
+  const int64_t nb = conv_chunk(N, S * (K + Cin + Cout));
+  tf_real *xc = conv_scratch(ctx, (size_t)(nb * S * (K + Cin + Cout) + Cout * K));
+  if (!xc) return NULL;
+  tf_real *xt = xc + nb * S * K, *gt = xt + nb * S * Cin, *wp = gt + nb * S * Cout;
+  if (kind != CONV_W) weights_tc(q->data, Cout, Cin, wp);
+  for (int64_t n0 = 0; n0 < N; n0 += nb) {
+    const int64_t m = N - n0 < nb ? N - n0 : nb;
+    if (kind == CONV_FWD) { /* x = p (N, Cin, ..), w = q (Cout, Cin, 3, 3) */
+      to_channels_last(p->data + n0 * Cin * S, m, Cin, S, xt);
+      im2col(xt, m, Cin, L1, L2, xc);
+      if (gemm_rm(ctx, 0, 1, m * S, Cout, K, xc, K, wp, K, gt)) return NULL;
+      from_channels_last(gt, m, Cout, S, 0, y->data + n0 * Cout * S);
+    } else if (kind == CONV_T) { /* g = p (N, Cout, ..), w = q (Cout, Cin, 3, 3) */
+      to_channels_last(p->data + n0 * Cout * S, m, Cout, S, gt);
+      if (gemm_rm(ctx, 0, 0, m * S, K, Cout, gt, Cout, wp, K, xc)) return NULL;
+      memset(xt, 0, (size_t)(m * S * Cin) * sizeof *xt);
+      col2im(xc, m, Cin, L1, L2, xt);
+      from_channels_last(xt, m, Cin, S, 1, y->data + n0 * Cin * S);
+    } else { /* x = p (N, Cin, ..), g = q (N, Cout, ..) -> (Cout, Cin, 3, 3) */
+      to_channels_last(p->data + n0 * Cin * S, m, Cin, S, xt);
+      im2col(xt, m, Cin, L1, L2, xc);
+      to_channels_last(q->data + n0 * Cout * S, m, Cout, S, gt);
+      if (gemm_rm(ctx, 1, 0, Cout, K, m * S, gt, Cout, xc, K, wp)) return NULL;
+      weights_ct_acc(wp, Cout, Cin, y->data);
     }
   }
   tf_tensor *in[2] = {p, q};

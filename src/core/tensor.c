@@ -1,6 +1,7 @@
 /* tensor.c — the context, tensor construction and the recording machinery shared by all ops.
  *
- * Exported: tf_ctx_create/destroy/reset/set_grad/grad_enabled/set_forward/status/arena/tape_length,
+ * Exported: tf_ctx_create/destroy/reset/mark_get/release/set_grad/grad_enabled/set_forward/
+ *           status/arena/tape_length,
  *           tf_tensor_create/destroy, tf_new*, tf_zeros*, tf_full, tf_copy, tf_wrap, tf_scalar,
  *           tf_same_shape, tf_shape_str, tf_requires_grad, tf_set_tangent, tf_tangent,
  *           tf_dot, tf_all_finite.
@@ -60,6 +61,16 @@ void tf_ctx_reset(tf_ctx *ctx) {
   /* epoch 0 never matches a live context: persistent tensors start with epoch 0 */
   if (ctx->epoch == 0) ctx->epoch = 1;
   ctx->status = TF_OK;
+}
+
+tf_ctx_mark tf_ctx_mark_get(const tf_ctx *ctx) {
+  return (tf_ctx_mark){tf_arena_mark_get(ctx->arena), ctx->n_nodes};
+}
+
+int tf_ctx_release(tf_ctx *ctx, tf_ctx_mark m) {
+  if (ctx->n_nodes != m.n_nodes) return 0;
+  tf_arena_release(ctx->arena, m.arena);
+  return 1;
 }
 
 int tf_ctx_set_grad(tf_ctx *ctx, int on) {

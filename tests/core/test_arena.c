@@ -1,4 +1,4 @@
-/* test_arena.c — arena allocator: alignment, growth and merge, and no growth in steady state. */
+/* test_arena.c — arena allocator: alignment, growth and block reuse, mark and release, and no growth in steady state. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,21 +28,58 @@ static void test_alignment_and_zero_size(void **state) {
   tf_arena_destroy(NULL);
 }
 
-static void test_growth_merges_on_reset(void **state) {
+static void test_growth_and_reuse_after_reset(void **state) {
   (void)state;
   tf_arena *a = tf_arena_create(1024);
-  for (int i = 0; i < 50; i++) assert_non_null(tf_arena_alloc(a, 1000));
+  unsigned char *first[50];
+  for (int i = 0; i < 50; i++) assert_non_null(first[i] = tf_arena_alloc(a, 1000));
   tf_arena_stats s = tf_arena_get_stats(a);
   assert_true(s.n_blocks > 1);
+  assert_true(s.n_blocks <= 8); /* each new block at least doubles the capacity */
   assert_true(s.high_water >= 50 * 1000);
   tf_arena_reset(a);
   s = tf_arena_get_stats(a);
-  assert_int_equal(s.n_blocks, 1);
+  assert_int_equal(s.used, 0);
   assert_true(s.capacity >= s.high_water);
   const size_t sys = s.n_sys_alloc;
-  /* the same workload now fits without a system allocation */
-  for (int i = 0; i < 50; i++) assert_non_null(tf_arena_alloc(a, 1000));
+  /* the same workload now runs through the same memory without a system allocation */
+  for (int i = 0; i < 50; i++) {
+    unsigned char *p = tf_arena_alloc(a, 1000);
+    assert_ptr_equal(p, first[i]);
+    memset(p, i, 1000);
+  }
   assert_int_equal(tf_arena_get_stats(a).n_sys_alloc, sys);
+  /* and a larger one after a reset still gets memory */
+  tf_arena_reset(a);
+  unsigned char *big = tf_arena_alloc(a, 200000);
+  assert_non_null(big);
+  memset(big, 1, 200000);
+  tf_arena_destroy(a);
+}
+
+static void test_mark_release(void **state) {
+  (void)state;
+  tf_arena *a = tf_arena_create(4096);
+  unsigned char *keep = tf_arena_alloc(a, 100);
+  memset(keep, 7, 100);
+  const tf_arena_mark m = tf_arena_mark_get(a);
+  const size_t used0 = tf_arena_get_stats(a).used;
+  unsigned char *after = tf_arena_alloc(a, 500);
+  for (int it = 0; it < 20; it++) {
+    /* an iteration that spills over several blocks, then gives everything back */
+    for (int i = 0; i < 10; i++) memset(tf_arena_alloc(a, 3000), it, 3000);
+    const tf_arena_mark inner = tf_arena_mark_get(a);
+    memset(tf_arena_alloc(a, 10000), 1, 10000);
+    tf_arena_release(a, inner);
+    tf_arena_release(a, m);
+    assert_int_equal(tf_arena_get_stats(a).used, used0);
+    tf_arena_release(a, inner); /* already released past: ignored */
+    assert_int_equal(tf_arena_get_stats(a).used, used0);
+    assert_ptr_equal(tf_arena_alloc(a, 500), after); /* the same memory again */
+  }
+  const tf_arena_stats s = tf_arena_get_stats(a);
+  assert_true(s.high_water < 2 * (100 + 500 + 10 * 3072 + 10048)); /* not 20 iterations' worth */
+  for (int i = 0; i < 100; i++) assert_int_equal(keep[i], 7);
   tf_arena_destroy(a);
 }
 
@@ -96,7 +133,8 @@ static void test_no_growth_over_1000_steps(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_alignment_and_zero_size),
-      cmocka_unit_test(test_growth_merges_on_reset),
+      cmocka_unit_test(test_growth_and_reuse_after_reset),
+      cmocka_unit_test(test_mark_release),
       cmocka_unit_test(test_no_growth_over_1000_steps),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
