@@ -78,6 +78,7 @@ struct tf_trainer {
   double last_b, last_e; /* the step's loss terms (mean over ranks) */
   double best_val, last_loss, last_val, last_gnorm;
   int resumed, stopped;
+  int from_checkpoint; /* parameters loaded by tf_trainer_resume: already on disk */
   double t_start, t_last_log, t_last_bar;
   int64_t step_last_log;
   int tty;
@@ -302,6 +303,7 @@ int tf_trainer_resume(tf_trainer *t, const char *checkpoint) {
     if (tf_checkpoint_meta_get_f64(&m, "last_loss", &v) == TF_OK) t->last_loss = v;
     if (t->ls) rc = tf_loss_load(t->ls, &m);
     t->resumed = 1;
+    t->from_checkpoint = 1;
     int64_t ranks;
     if (rc == TF_OK && t->cfg.log && tf_checkpoint_meta_get_i64(&m, "ranks", &ranks) == TF_OK &&
         ranks != t->dist.size)
@@ -693,8 +695,11 @@ int tf_trainer_run(tf_trainer *t) {
     int rc = check_replicas(t, "the end, step");
     if (rc != TF_OK) return rc;
     if (!t->stopped) validate(t);
-    rc = save(t);
+    /* A finished run resumed again changed nothing: its checkpoint is left untouched, so
+     * that outputs derived from it stay newer than it (run.sh's skip rule) */
+    if (t->run_steps > 0 || !t->from_checkpoint) rc = save(t);
     if (rc != TF_OK) return rc;
+    t->from_checkpoint = 1; /* either way the checkpoint now holds this state */
   }
   if (cfg->log) {
     clear_bar(t);

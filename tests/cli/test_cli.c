@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tradeflow/h5io.h"
 #include "tradeflow/physics.h"
@@ -122,6 +123,18 @@ static void test_resume_from_the_command_line(void **state) {
   assert_int_equal(run("train r.ini --set output.dir=run_split --resume"), 0);
   assert_non_null(strstr(out, "resuming at step 35"));
   assert_same_params("run_full/checkpoint.h5", "run_split/checkpoint.h5");
+  /* resuming a finished run changes nothing on disk: same checkpoint inode and mtime (a
+   * rewrite goes through a new file and a rename) */
+  struct stat before, after;
+  char ck[512];
+  snprintf(ck, sizeof ck, "%s/run_full/checkpoint.h5", dir);
+  assert_int_equal(stat(ck, &before), 0);
+  assert_int_equal(run("train r.ini --resume"), 0);
+  assert_non_null(strstr(out, "resuming at step 60 of 60"));
+  assert_int_equal(stat(ck, &after), 0);
+  assert_int_equal(before.st_ino, after.st_ino);
+  assert_int_equal(before.st_mtim.tv_sec, after.st_mtim.tv_sec);
+  assert_int_equal(before.st_mtim.tv_nsec, after.st_mtim.tv_nsec);
   /* a fresh run refuses to overwrite; a resume refuses a changed architecture */
   assert_int_equal(run("train r.ini"), 2);
   assert_non_null(strstr(out, "exists: pass --resume"));
