@@ -337,6 +337,26 @@ static void test_broadcast_and_index_paths(void **state) {
       assert_true(y3->data[i * D + j] == w / u && y4->data[i * D + j] == u * w);
       assert_true(e1->data[i * D + j] == c && e2->data[i * D + j] == w);
     }
+  /* fields (B, C, L1, L2) with a per-channel (1, C, 1, 1) or per-sample-and-channel
+   * (B, C, 1, 1) operand: the plane path against the index formula */
+  {
+    enum { B = 2, C = 3, L1 = 4, L2 = 5 };
+    tf_tensor *f = tf_new(ctx, 4, (int64_t[]){B, C, L1, L2});
+    tf_tensor *bc = tf_new(ctx, 4, (int64_t[]){1, C, 1, 1});
+    tf_tensor *nc = tf_new(ctx, 4, (int64_t[]){B, C, 1, 1});
+    fill_seq(f, 0.3);
+    fill_seq(bc, 0.7);
+    fill_seq(nc, 1.1);
+    tf_tensor *f1 = tf_add(ctx, f, bc), *f2 = tf_mul(ctx, f, nc), *f3 = tf_sub(ctx, f, nc);
+    for (int b = 0; b < B; b++)
+      for (int c = 0; c < C; c++)
+        for (int k = 0; k < L1 * L2; k++) {
+          const int64_t i = (b * C + c) * L1 * L2 + k;
+          assert_true(f1->data[i] == f->data[i] + bc->data[c]);
+          assert_true(f2->data[i] == f->data[i] * nc->data[b * C + c]);
+          assert_true(f3->data[i] == f->data[i] - nc->data[b * C + c]);
+        }
+  }
   /* last-axis gather, scatter through a permutation and through repeated indices */
   static const int64_t perm[D] = {3, 0, 4, 1, 2}, rep[D] = {1, 1, 0, 4, 1};
   static const int64_t p0[N] = {2, 0, 1, 5, 3, 4};
