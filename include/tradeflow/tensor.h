@@ -225,8 +225,8 @@ tf_tensor *tf_slice(tf_ctx *ctx, tf_tensor *x, int64_t start, int64_t len); /* l
 /* Embed x in zeros along the last axis: out[..., start + j] = x[..., j], last dim `total`. */
 tf_tensor *tf_pad(tf_ctx *ctx, tf_tensor *x, int64_t start, int64_t total);
 tf_tensor *tf_reshape(tf_ctx *ctx, tf_tensor *x, int ndim, const int64_t *shape); /* shares data */
-/* Swap the last two axes: (..., A, B) -> (..., B, A), copied (e.g. channels-first conv
- * outputs (N, C, L1 L2) to per-site rows (N, L1 L2, C)).  ndim >= 2. */
+/* Swap the last two axes: (..., A, B) -> (..., B, A), copied (e.g. per-site rows (N, S, P)
+ * of a channels-last conv output to per-parameter rows (N, P, S)).  ndim >= 2. */
 tf_tensor *tf_transpose(tf_ctx *ctx, tf_tensor *x);
 
 /* Index ops along `axis` (x viewed as (outer, A, inner)).  `idx` has m entries in [0, A); it
@@ -242,13 +242,14 @@ tf_tensor *tf_scatter_add(tf_ctx *ctx, tf_tensor *x, int axis, const int64_t *id
  * constant (no gradient flows into it). */
 tf_tensor *tf_where(tf_ctx *ctx, tf_tensor *mask, tf_tensor *a, tf_tensor *b);
 
-/* Periodic (circular) 3x3 convolution for L1 x L2 lattice fields, stride 1, "same" size:
- *   y[n, o, i, j] = sum_{c, di, dj} w[o, c, di, dj] x[n, c, (i + di - 1) mod L1, (j + dj - 1) mod L2]
- * x (N, Cin, L1, L2), w (Cout, Cin, 3, 3) -> y (N, Cout, L1, L2).  (Cross-correlation, as in
- * PyTorch's Conv2d with padding_mode='circular'.)  The two adjoints are exposed because the
- * rules are written with them:
- *   conv_t: x (N, Cout, L1, L2), w (Cout, Cin, 3, 3) -> (N, Cin, L1, L2), adjoint in x
- *   conv_w: x (N, Cin, L1, L2), g (N, Cout, L1, L2) -> (Cout, Cin, 3, 3), adjoint in w */
+/* Periodic (circular) 3x3 convolution for L1 x L2 lattice fields, stride 1, "same" size, on
+ * channels-last fields (a site's channels contiguous):
+ *   y[n, i, j, o] = sum_{c, di, dj} w[o, c, di, dj] x[n, (i + di - 1) mod L1, (j + dj - 1) mod L2, c]
+ * x (N, L1, L2, Cin), w (Cout, Cin, 3, 3) -> y (N, L1, L2, Cout).  (Cross-correlation, as in
+ * PyTorch's Conv2d with padding_mode='circular', there on (N, C, L1, L2).)  The two adjoints
+ * are exposed because the rules are written with them:
+ *   conv_t: g (N, L1, L2, Cout), w (Cout, Cin, 3, 3) -> (N, L1, L2, Cin), adjoint in x
+ *   conv_w: x (N, L1, L2, Cin), g (N, L1, L2, Cout) -> (Cout, Cin, 3, 3), adjoint in w */
 tf_tensor *tf_conv2d_periodic(tf_ctx *ctx, tf_tensor *x, tf_tensor *w);
 tf_tensor *tf_conv2d_periodic_t(tf_ctx *ctx, tf_tensor *g, tf_tensor *w);
 tf_tensor *tf_conv2d_periodic_w(tf_ctx *ctx, tf_tensor *x, tf_tensor *g);

@@ -382,6 +382,18 @@ enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
           Yr[i] = (EXPR);                                                           \
         }                                                                           \
       }                                                                             \
+    } else if (na == n && b_mid) { /* b (B0, 1, 1, W): constant over the middle axes */ \
+      for (int64_t i0 = 0; i0 < ys[0]; i0++) {                                      \
+        const tf_real *restrict Bv = B + i0 * w;                                    \
+        for (int64_t r = i0 * ys[1] * ys[2]; r < (i0 + 1) * ys[1] * ys[2]; r++) {   \
+          const tf_real *restrict Ar = A + r * w;                                   \
+          tf_real *restrict Yr = Y + r * w;                                         \
+          for (int64_t i = 0; i < w; i++) {                                         \
+            const tf_real u = Ar[i], v = Bv[i];                                     \
+            Yr[i] = (EXPR);                                                         \
+          }                                                                         \
+        }                                                                           \
+      }                                                                             \
     } else if (na == n && b_plane) { /* b constant over the last two axes */        \
       for (int64_t i0 = 0; i0 < ys[0]; i0++)                                        \
         for (int64_t i1 = 0; i1 < ys[1]; i1++) {                                    \
@@ -438,6 +450,8 @@ static tf_tensor *binary(tf_ctx *ctx, int kind, tf_op op, tf_tensor *a, tf_tenso
   /* (N, C, L1, L2) op (N or 1, C or 1, 1, 1): a per-channel bias or condition on a field */
   const int64_t pl = ys[2] * ys[3];
   const int b_plane = pl > 1 && bs[2] == 1 && bs[3] == 1;
+  /* (N, L1, L2, C) op (N, 1, 1, C): a per-sample condition on a channels-last field */
+  const int b_mid = bs[0] == ys[0] && bs[1] == 1 && bs[2] == 1 && bs[3] == ys[3] && w > 1;
   const tf_real *restrict A = a->data, *restrict B = b->data;
   tf_real *restrict Y = y->data;
   switch (kind) {
@@ -1091,20 +1105,20 @@ tf_tensor *tf_where(tf_ctx *ctx, tf_tensor *mask, tf_tensor *a, tf_tensor *b) {
 
 /* ---- periodic 3x3 convolution ------------------------------------------------------------
  *
- * As im2col + GEMM, in the layout where the GEMM is tall and thin like the flows' dense layers
- * (rows = sample x site, a few hundred thousand; columns = channels): for a field x (N, C, L1,
- * L2) the column matrix X' has rows (n, s), s = i L2 + j, and columns k' = (t, c) = t C + c
- * for the tap t = 3 di + dj, with
- *   X'[(n, s), t C + c] = x[n, c, (i + di - 1) mod L1, (j + dj - 1) mod L2],
- * so that, with W' (Cout, 9 Cin) the weights (Cout, Cin, 3, 3) with their columns permuted
- * to the same (t, c) order,
- *   forward   y = X' W'^T                     (rows (n, s), columns o), transposed to (N, Cout, S)
- *   input     u = col2im(G' W'),  G'[(n, s), o] = g[n, o, s]  (the adjoint of im2col: scatter-add)
- *   weights   dW' = G'^T X'                   (Cout, 9 Cin), summed over the chunks
- * Columns go tap-major because the field is first transposed to channels-last (N, S, C):
- * then each tap of a row is one contiguous run of C values, and im2col is 9 copies per row
- * instead of 9 C reads strided by S (the channel-major version was 40% of a D = 1024 lattice
- * flow's sampling time).  Samples go in chunks so that the buffers (context-owned, kept across
+ * Fields are channels-last, x (N, L1, L2, C): one site's channels are contiguous, so the
+ * rows of the GEMM are (sample, site) and its columns channels, tall and thin like the flows'
+ * dense layers, and the GEMM reads and writes fields in place.  The column matrix X' has rows
+ * (n, s), s = i L2 + j, and columns k = t C + c for the tap t = 3 di + dj:
+ *   X'[(n, s), t C + c] = x[n, (i + di - 1) mod L1, (j + dj - 1) mod L2, c],
+ * so that, with W' (Cout, 9 Cin) the weights (Cout, Cin, 3, 3) with their columns permuted to
+ * the same (t, c) order,
+ *   forward   y  = X' W'^T         rows (n, s), columns o: y (N, L1, L2, Cout) itself
+ *   input     u  = col2im(G W')    G = g (N L1 L2, Cout) as it is; col2im scatter-adds
+ *   weights   dW' = G^T X'         (Cout, 9 Cin), summed over the chunks
+ * Each tap of a row is one contiguous run of C values, so im2col is 9 copies per row.  (The
+ * first version was channel-major: im2col read 9 C values strided by L1 L2, and every conv
+ * transposed its input or output; im2col and the transposes were 40% of a lattice flow's
+ * sampling time.)  Samples go in chunks so that the buffers (context-owned, kept across
  * resets, no allocation in steady state) stay near CONV_CHUNK_VALUES whatever the batch.  The
  * weight gradient is summed by the GEMM in the network precision (the old loop summed in
  * double; the float32 test bounds the difference at 2.4e-7 relative on 600 samples). */
@@ -1115,40 +1129,6 @@ static tf_real *conv_scratch(tf_ctx *ctx, size_t n) {
                     "conv2d_periodic");
 }
 
-/* x (nb, C, S) -> xt (nb, S, C) and back: the channel-major / channels-last transposes, in
- * tiles of TT sites so that both sides of a tile stay in L1 (untiled, the channels-last side
- * was written with a stride of C values per site). */
-enum { TT = 16 };
-static void to_channels_last(const tf_real *restrict x, int64_t nb, int64_t C, int64_t S,
-                             tf_real *restrict xt) {
-  for (int64_t n = 0; n < nb; n++)
-    for (int64_t s0 = 0; s0 < S; s0 += TT) {
-      const int64_t s1 = s0 + TT < S ? s0 + TT : S;
-      for (int64_t c = 0; c < C; c++) {
-        const tf_real *restrict src = x + (n * C + c) * S;
-        tf_real *restrict d = xt + n * S * C + c;
-        for (int64_t s = s0; s < s1; s++) d[s * C] = src[s];
-      }
-    }
-}
-
-/* y (nb, C, S) += xt (nb, S, C) transposed (acc) or y = it (!acc) */
-static void from_channels_last(const tf_real *restrict xt, int64_t nb, int64_t C, int64_t S,
-                               int acc, tf_real *restrict y) {
-  for (int64_t n = 0; n < nb; n++)
-    for (int64_t s0 = 0; s0 < S; s0 += TT) {
-      const int64_t s1 = s0 + TT < S ? s0 + TT : S;
-      for (int64_t c = 0; c < C; c++) {
-        const tf_real *restrict src = xt + n * S * C + c;
-        tf_real *restrict d = y + (n * C + c) * S;
-        if (acc)
-          for (int64_t s = s0; s < s1; s++) d[s] += src[s * C];
-        else
-          for (int64_t s = s0; s < s1; s++) d[s] = src[s * C];
-      }
-    }
-}
-
 /* Site of tap t (= 3 di + dj) of site (i, j): row-major index of (i + di - 1, j + dj - 1)
  * with periodic wrap, for the 9 taps at once. */
 static void taps(int64_t i, int64_t j, int64_t L1, int64_t L2, int64_t nbr[9]) {
@@ -1157,8 +1137,8 @@ static void taps(int64_t i, int64_t j, int64_t L1, int64_t L2, int64_t nbr[9]) {
   for (int t = 0; t < 9; t++) nbr[t] = ri[t / 3] + cj[t % 3];
 }
 
-/* X' rows for samples [0, nb) of the channels-last field xt (nb, S, C): xc (nb * S, 9 C) */
-static void im2col(const tf_real *restrict xt, int64_t nb, int64_t C, int64_t L1, int64_t L2,
+/* X' rows for samples [0, nb) of the field x (nb, S, C): xc (nb * S, 9 C) */
+static void im2col(const tf_real *restrict x, int64_t nb, int64_t C, int64_t L1, int64_t L2,
                    tf_real *restrict xc) {
   const int64_t S = L1 * L2, K = 9 * C;
   int64_t nbr[9];
@@ -1167,7 +1147,7 @@ static void im2col(const tf_real *restrict xt, int64_t nb, int64_t C, int64_t L1
       taps(i, j, L1, L2, nbr);
       for (int64_t n = 0; n < nb; n++) {
         tf_real *restrict row = xc + (n * S + i * L2 + j) * K;
-        const tf_real *restrict f = xt + n * S * C;
+        const tf_real *restrict f = x + n * S * C;
         if (C == 1) /* a flow's first layer: single values, where a memcpy call would dominate */
           for (int t = 0; t < 9; t++) row[t] = f[nbr[t]];
         else
@@ -1177,9 +1157,9 @@ static void im2col(const tf_real *restrict xt, int64_t nb, int64_t C, int64_t L1
     }
 }
 
-/* ut (nb, S, C) += the adjoint of im2col applied to gc (nb * S, 9 C) */
+/* u (nb, S, C) += the adjoint of im2col applied to gc (nb * S, 9 C) */
 static void col2im(const tf_real *restrict gc, int64_t nb, int64_t C, int64_t L1, int64_t L2,
-                   tf_real *restrict ut) {
+                   tf_real *restrict u) {
   const int64_t S = L1 * L2, K = 9 * C;
   int64_t nbr[9];
   for (int64_t i = 0; i < L1; i++)
@@ -1187,7 +1167,7 @@ static void col2im(const tf_real *restrict gc, int64_t nb, int64_t C, int64_t L1
       taps(i, j, L1, L2, nbr);
       for (int64_t n = 0; n < nb; n++) {
         const tf_real *restrict row = gc + (n * S + i * L2 + j) * K;
-        tf_real *restrict f = ut + n * S * C;
+        tf_real *restrict f = u + n * S * C;
         for (int t = 0; t < 9; t++) {
           tf_real *restrict d = f + nbr[t] * C;
           const tf_real *restrict r = row + t * C;
@@ -1197,7 +1177,7 @@ static void col2im(const tf_real *restrict gc, int64_t nb, int64_t C, int64_t L1
     }
 }
 
-/* w (Cout, Cin, 3, 3) -> wp (Cout, 9 Cin) in (t, c) column order; inverse: dw += dwp unpermuted */
+/* w (Cout, Cin, 3, 3) -> wp (Cout, 9 Cin) in (t, c) column order; inverse: w += wp unpermuted */
 static void weights_tc(const tf_real *restrict w, int64_t Cout, int64_t Cin, tf_real *restrict wp) {
   for (int64_t o = 0; o < Cout; o++)
     for (int64_t c = 0; c < Cin; c++)
@@ -1225,50 +1205,45 @@ static tf_tensor *conv_any(tf_ctx *ctx, int kind, tf_tensor *p, tf_tensor *q) {
   static const char *const names[] = {"conv2d_periodic", "conv2d_periodic_t",
                                       "conv2d_periodic_w"};
   char s1[64], s2[64];
-  /* p is always a field (N, C, L1, L2); q is w (CONV_FWD, CONV_T) or a field (CONV_W) */
+  /* p is always a field (N, L1, L2, C); q is w (CONV_FWD, CONV_T) or a field (CONV_W) */
   int ok = p->ndim == 4 && q->ndim == 4;
   if (ok && kind != CONV_W) ok = q->shape[2] == 3 && q->shape[3] == 3;
-  if (ok && kind == CONV_FWD) ok = q->shape[1] == p->shape[1];
-  if (ok && kind == CONV_T) ok = q->shape[0] == p->shape[1];
+  if (ok && kind == CONV_FWD) ok = q->shape[1] == p->shape[3];
+  if (ok && kind == CONV_T) ok = q->shape[0] == p->shape[3];
   if (ok && kind == CONV_W)
-    ok = q->shape[0] == p->shape[0] && q->shape[2] == p->shape[2] && q->shape[3] == p->shape[3];
+    ok = q->shape[0] == p->shape[0] && q->shape[1] == p->shape[1] && q->shape[2] == p->shape[2];
   if (!ok) {
     tf__fail(ctx, TF_EINVAL, "%s: incompatible shapes %s and %s", names[kind], shp(p, s1),
              shp(q, s2));
     return NULL;
   }
-  const int64_t N = p->shape[0], L1 = p->shape[2], L2 = p->shape[3], S = L1 * L2;
-  const int64_t Cin = kind == CONV_W ? p->shape[1] : q->shape[1];
-  const int64_t Cout = kind == CONV_W ? q->shape[1] : q->shape[0], K = 9 * Cin;
-  tf_tensor *y = kind == CONV_FWD ? tf__alloc(ctx, 4, (int64_t[]){N, Cout, L1, L2})
-                 : kind == CONV_T ? tf_zeros(ctx, 4, (int64_t[]){N, Cin, L1, L2})
+  const int64_t N = p->shape[0], L1 = p->shape[1], L2 = p->shape[2], S = L1 * L2;
+  const int64_t Cin = kind == CONV_W ? p->shape[3] : q->shape[1];
+  const int64_t Cout = kind == CONV_W ? q->shape[3] : q->shape[0], K = 9 * Cin;
+  tf_tensor *y = kind == CONV_FWD ? tf__alloc(ctx, 4, (int64_t[]){N, L1, L2, Cout})
+                 : kind == CONV_T ? tf_zeros(ctx, 4, (int64_t[]){N, L1, L2, Cin})
                                   : tf_zeros(ctx, 4, (int64_t[]){Cout, Cin, 3, 3});
   if (!y) return NULL;
-  /* scratch: per sample X' or G W' (S K), the channels-last field (S Cin) and the GEMM side
-   * (S Cout); once: the permuted weights or their gradient (Cout K) */
-  const int64_t nb = conv_chunk(N, S * (K + Cin + Cout));
-  tf_real *xc = conv_scratch(ctx, (size_t)(nb * S * (K + Cin + Cout) + Cout * K));
+  /* scratch: X' or G W' (S K per sample); the permuted weights or their gradient (Cout K) */
+  const int64_t nb = conv_chunk(N, S * K);
+  tf_real *xc = conv_scratch(ctx, (size_t)(nb * S * K + Cout * K));
   if (!xc) return NULL;
-  tf_real *xt = xc + nb * S * K, *gt = xt + nb * S * Cin, *wp = gt + nb * S * Cout;
+  tf_real *wp = xc + nb * S * K;
   if (kind != CONV_W) weights_tc(q->data, Cout, Cin, wp);
   for (int64_t n0 = 0; n0 < N; n0 += nb) {
     const int64_t m = N - n0 < nb ? N - n0 : nb;
-    if (kind == CONV_FWD) { /* x = p (N, Cin, ..), w = q (Cout, Cin, 3, 3) */
-      to_channels_last(p->data + n0 * Cin * S, m, Cin, S, xt);
-      im2col(xt, m, Cin, L1, L2, xc);
-      if (gemm_rm(ctx, 0, 1, m * S, Cout, K, xc, K, wp, K, gt)) return NULL;
-      from_channels_last(gt, m, Cout, S, 0, y->data + n0 * Cout * S);
-    } else if (kind == CONV_T) { /* g = p (N, Cout, ..), w = q (Cout, Cin, 3, 3) */
-      to_channels_last(p->data + n0 * Cout * S, m, Cout, S, gt);
-      if (gemm_rm(ctx, 0, 0, m * S, K, Cout, gt, Cout, wp, K, xc)) return NULL;
-      memset(xt, 0, (size_t)(m * S * Cin) * sizeof *xt);
-      col2im(xc, m, Cin, L1, L2, xt);
-      from_channels_last(xt, m, Cin, S, 1, y->data + n0 * Cin * S);
-    } else { /* x = p (N, Cin, ..), g = q (N, Cout, ..) -> (Cout, Cin, 3, 3) */
-      to_channels_last(p->data + n0 * Cin * S, m, Cin, S, xt);
-      im2col(xt, m, Cin, L1, L2, xc);
-      to_channels_last(q->data + n0 * Cout * S, m, Cout, S, gt);
-      if (gemm_rm(ctx, 1, 0, Cout, K, m * S, gt, Cout, xc, K, wp)) return NULL;
+    if (kind == CONV_FWD) { /* x = p, w = q */
+      im2col(p->data + n0 * S * Cin, m, Cin, L1, L2, xc);
+      if (gemm_rm(ctx, 0, 1, m * S, Cout, K, xc, K, wp, K, y->data + n0 * S * Cout))
+        return NULL;
+    } else if (kind == CONV_T) { /* g = p (N, L1, L2, Cout), w = q */
+      if (gemm_rm(ctx, 0, 0, m * S, K, Cout, p->data + n0 * S * Cout, Cout, wp, K, xc))
+        return NULL;
+      col2im(xc, m, Cin, L1, L2, y->data + n0 * S * Cin);
+    } else { /* x = p, g = q (N, L1, L2, Cout) -> (Cout, Cin, 3, 3) */
+      im2col(p->data + n0 * S * Cin, m, Cin, L1, L2, xc);
+      if (gemm_rm(ctx, 1, 0, Cout, K, m * S, q->data + n0 * S * Cout, Cout, xc, K, wp))
+        return NULL;
       weights_ct_acc(wp, Cout, Cin, y->data);
     }
   }

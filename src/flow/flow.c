@@ -292,19 +292,22 @@ static tf_tensor *subnet(tf_flow *f, tf_ctx *ctx, const block *bl, tf_tensor *xa
   if (!xl) return NULL;
   const int64_t N = xl->shape[0], L1 = f->cfg.lattice[0], L2 = f->cfg.lattice[1];
   const int64_t D = f->cfg.dim, H = f->cfg.hidden;
-  tf_tensor *h = tf_reshape(ctx, tf_mul(ctx, xl, bl->passive), 4, (int64_t[]){N, 1, L1, L2});
+  /* channels-last fields (N, L1, L2, C) throughout (see tf_conv2d_periodic); the biases are
+   * stored (1, C, 1, 1) as in the checkpoints of the channel-major version and used as (C) */
+  tf_tensor *h = tf_reshape(ctx, tf_mul(ctx, xl, bl->passive), 4, (int64_t[]){N, L1, L2, 1});
   for (int l = 0; l < bl->n_layers; l++) {
-    h = tf_add(ctx, tf_conv2d_periodic(ctx, h, bl->W[l]), bl->b[l]);
+    const int64_t C = bl->b[l]->n;
+    h = tf_add(ctx, tf_conv2d_periodic(ctx, h, bl->W[l]), tf_reshape(ctx, bl->b[l], 1, &C));
     if (l == 0 && e)
       h = tf_add(ctx, h, tf_reshape(ctx, tf_matmul(ctx, e, bl->Wc, 0, 1), 4,
-                                    (int64_t[]){N, H, 1, 1}));
+                                    (int64_t[]){N, 1, 1, H}));
     if (l + 1 < bl->n_layers) h = tf_silu(ctx, h);
   }
-  /* (N, P, L1, L2) -> the active sites, in the block's order: (N, P, db) */
-  h = tf_gather(ctx, tf_reshape(ctx, h, 3, (int64_t[]){N, f->P, D}), -1, bl->perm + f->da, f->db);
-  if (f->cfg.coupling == TF_COUPLING_AFFINE)
-    return tf_reshape(ctx, h, 2, (int64_t[]){N, f->P * f->db});
-  return tf_reshape(ctx, tf_transpose(ctx, h), 2, (int64_t[]){N, f->P * f->db});
+  /* (N, L1 L2, P) -> the active sites, in the block's order: (N, db, P), which is the
+   * spline's layout; the affine coupling wants [s (db) | t (db)] */
+  h = tf_gather(ctx, tf_reshape(ctx, h, 3, (int64_t[]){N, D, f->P}), 1, bl->perm + f->da, f->db);
+  if (f->cfg.coupling == TF_COUPLING_AFFINE) h = tf_transpose(ctx, h);
+  return tf_reshape(ctx, h, 2, (int64_t[]){N, f->P * f->db});
 }
 
 /* ---- rational-quadratic spline --------------------------------------------------------- */

@@ -1211,8 +1211,8 @@ static void test_conv2d_periodic(void **state) {
   gc_report rep;
   (void)state;
   gc_report_init(&rep);
-  gc_run2(&rep, "conv2d_periodic x(2,2,4,5) w(3,2,3,3)", b_conv, NULL,
-          gc_in4(2, 2, 4, 5, GC_STD), gc_in4(3, 2, 3, 3, GC_STD));
+  gc_run2(&rep, "conv2d_periodic x(2,4,5,2) w(3,2,3,3)", b_conv, NULL,
+          gc_in4(2, 4, 5, 2, GC_STD), gc_in4(3, 2, 3, 3, GC_STD));
   gc_finish(&rep);
 }
 
@@ -1220,8 +1220,8 @@ static void test_conv2d_periodic_t(void **state) {
   gc_report rep;
   (void)state;
   gc_report_init(&rep);
-  gc_run2(&rep, "conv2d_periodic_t g(2,3,4,5) w(3,2,3,3)", b_conv_t, NULL,
-          gc_in4(2, 3, 4, 5, GC_STD), gc_in4(3, 2, 3, 3, GC_STD));
+  gc_run2(&rep, "conv2d_periodic_t g(2,4,5,3) w(3,2,3,3)", b_conv_t, NULL,
+          gc_in4(2, 4, 5, 3, GC_STD), gc_in4(3, 2, 3, 3, GC_STD));
   gc_finish(&rep);
 }
 
@@ -1229,8 +1229,8 @@ static void test_conv2d_periodic_w(void **state) {
   gc_report rep;
   (void)state;
   gc_report_init(&rep);
-  gc_run2(&rep, "conv2d_periodic_w x(2,2,4,5) g(2,3,4,5)", b_conv_w, NULL,
-          gc_in4(2, 2, 4, 5, GC_STD), gc_in4(2, 3, 4, 5, GC_STD));
+  gc_run2(&rep, "conv2d_periodic_w x(2,4,5,2) g(2,4,5,3)", b_conv_w, NULL,
+          gc_in4(2, 4, 5, 2, GC_STD), gc_in4(2, 4, 5, 3, GC_STD));
   gc_finish(&rep);
 }
 
@@ -1420,8 +1420,8 @@ done:
   gc_finish(&rep);
 }
 
-/* y[n, o, i, j] = sum_{c, di, dj} w[o, c, di, dj]
- *                 * x[n, c, (i + di - 1) mod L1, (j + dj - 1) mod L2] */
+/* y[n, i, j, o] = sum_{c, di, dj} w[o, c, di, dj]
+ *                 * x[n, (i + di - 1) mod L1, (j + dj - 1) mod L2, c]  (channels-last) */
 static void gc_conv_naive(const double *x, const double *w, double *y, int64_t nb, int64_t cin,
                           int64_t cout, int64_t l1, int64_t l2) {
   for (int64_t n = 0; n < nb; n++)
@@ -1434,15 +1434,15 @@ static void gc_conv_naive(const double *x, const double *w, double *y, int64_t n
               for (int64_t dj = 0; dj < 3; dj++) {
                 const int64_t ii = (i + di - 1 + l1) % l1, jj = (j + dj - 1 + l2) % l2;
                 acc += w[((o * cin + c) * 3 + di) * 3 + dj] *
-                       x[((n * cin + c) * l1 + ii) * l2 + jj];
+                       x[((n * l1 + ii) * l2 + jj) * cin + c];
               }
-          y[((n * cout + o) * l1 + i) * l2 + j] = acc;
+          y[((n * l1 + i) * l2 + j) * cout + o] = acc;
         }
 }
 
 static void test_conv2d_naive(void **state) {
   enum { NB = 2, CIN = 2, COUT = 3, L1 = 4, L2 = 5 };
-  const int64_t sx[4] = {NB, CIN, L1, L2}, sw[4] = {COUT, CIN, 3, 3}, sy[4] = {NB, COUT, L1, L2};
+  const int64_t sx[4] = {NB, L1, L2, CIN}, sw[4] = {COUT, CIN, 3, 3}, sy[4] = {NB, L1, L2, COUT};
   double want[NB * COUT * L1 * L2];
   gc_report rep;
   tf_rng rng;
@@ -1474,7 +1474,7 @@ done:
 
 static void test_conv_adjoint(void **state) {
   enum { NB = 2, CIN = 2, COUT = 3, L1 = 4, L2 = 5 };
-  const int64_t sx[4] = {NB, CIN, L1, L2}, sw[4] = {COUT, CIN, 3, 3}, sy[4] = {NB, COUT, L1, L2};
+  const int64_t sx[4] = {NB, L1, L2, CIN}, sw[4] = {COUT, CIN, 3, 3}, sy[4] = {NB, L1, L2, COUT};
   gc_report rep;
   tf_rng rng;
   tf_ctx *ctx = tf_ctx_create(0);

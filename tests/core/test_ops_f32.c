@@ -356,6 +356,17 @@ static void test_broadcast_and_index_paths(void **state) {
           assert_true(f2->data[i] == f->data[i] * nc->data[b * C + c]);
           assert_true(f3->data[i] == f->data[i] - nc->data[b * C + c]);
         }
+    /* channels-last (B, L1, L2, C) with a per-sample (B, 1, 1, C) operand */
+    tf_tensor *fl = tf_reshape(ctx, f, 4, (int64_t[]){B, L1, L2, C});
+    tf_tensor *ncl = tf_reshape(ctx, nc, 4, (int64_t[]){B, 1, 1, C});
+    tf_tensor *f4 = tf_add(ctx, fl, ncl), *f5 = tf_div(ctx, fl, ncl);
+    for (int b = 0; b < B; b++)
+      for (int k = 0; k < L1 * L2; k++)
+        for (int c = 0; c < C; c++) {
+          const int64_t i = (b * L1 * L2 + k) * C + c;
+          assert_true(f4->data[i] == fl->data[i] + ncl->data[b * C + c]);
+          assert_true(f5->data[i] == fl->data[i] / ncl->data[b * C + c]);
+        }
   }
   /* last-axis gather, scatter through a permutation and through repeated indices */
   static const int64_t perm[D] = {3, 0, 4, 1, 2}, rep[D] = {1, 1, 0, 4, 1};
@@ -451,15 +462,15 @@ static void test_mlp_grad_f32_vs_double(void **state) {
 }
 
 /* The periodic convolutions (im2col + GEMM, in chunks of samples) against the defining sums in
- * double: forward y[n,o,i,j] = sum w[o,c,a,b] x[n,c,i+a-1,j+b-1], the input adjoint and the
+ * double: forward y[n,i,j,o] = sum w[o,c,a,b] x[n,i+a-1,j+b-1,c] (channels-last), the input adjoint and the
  * weight gradient, on a batch large enough to be split into several chunks (600 samples of
  * 16 channels on 8 x 6 sites) and on an odd 3 x 5 lattice. */
 static void check_conv(int64_t N, int64_t Cin, int64_t Cout, int64_t L1, int64_t L2) {
   tf_ctx *ctx = tf_ctx_create(0);
   tf_rng r;
   tf_rng_init(&r, 77, 0, TF_RNG_TEST, (uint32_t)(N + L2));
-  tf_tensor *x = tf_zeros(ctx, 4, (int64_t[]){N, Cin, L1, L2});
-  tf_tensor *g = tf_zeros(ctx, 4, (int64_t[]){N, Cout, L1, L2});
+  tf_tensor *x = tf_zeros(ctx, 4, (int64_t[]){N, L1, L2, Cin});
+  tf_tensor *g = tf_zeros(ctx, 4, (int64_t[]){N, L1, L2, Cout});
   tf_tensor *w = tf_zeros(ctx, 4, (int64_t[]){Cout, Cin, 3, 3});
   tf_rng_fill_normal(&r, x, 0, 1);
   tf_rng_fill_normal(&r, g, 0, 1);
@@ -470,8 +481,10 @@ static void check_conv(int64_t N, int64_t Cin, int64_t Cout, int64_t L1, int64_t
   assert_non_null(u);
   assert_non_null(dw);
   const int64_t S = L1 * L2;
-#define X(n, c, i, j) ((double)x->data[((n) * Cin + (c)) * S + (((i) + L1) % L1) * L2 + ((j) + L2) % L2])
-#define G(n, o, i, j) ((double)g->data[((n) * Cout + (o)) * S + (((i) + L1) % L1) * L2 + ((j) + L2) % L2])
+#define X(n, c, i, j) \
+  ((double)x->data[((n) * S + (((i) + L1) % L1) * L2 + ((j) + L2) % L2) * Cin + (c)])
+#define G(n, o, i, j) \
+  ((double)g->data[((n) * S + (((i) + L1) % L1) * L2 + ((j) + L2) % L2) * Cout + (o)])
 #define W(o, c, a, b) ((double)w->data[(((o) * Cin + (c)) * 3 + (a)) * 3 + (b)])
   double worst = 0;
   for (int64_t n = 0; n < N; n += 7) /* every 7th sample: all chunks, bounded cost */
@@ -485,7 +498,7 @@ static void check_conv(int64_t N, int64_t Cin, int64_t Cout, int64_t L1, int64_t
                 ref += W(o, c, a, b) * X(n, c, i + a - 1, j + b - 1);
                 mag += fabs(W(o, c, a, b) * X(n, c, i + a - 1, j + b - 1));
               }
-          worst = fmax(worst, fabs(y->data[((n * Cout + o) * L1 + i) * L2 + j] - ref) / mag);
+          worst = fmax(worst, fabs(y->data[(n * S + i * L2 + j) * Cout + o] - ref) / mag);
         }
         for (int64_t c = 0; c < Cin; c++) {
           double ref = 0, mag = 0;
@@ -495,7 +508,7 @@ static void check_conv(int64_t N, int64_t Cin, int64_t Cout, int64_t L1, int64_t
                 ref += W(o, c, a, b) * G(n, o, i - a + 1, j - b + 1);
                 mag += fabs(W(o, c, a, b) * G(n, o, i - a + 1, j - b + 1));
               }
-          worst = fmax(worst, fabs(u->data[((n * Cin + c) * L1 + i) * L2 + j] - ref) / mag);
+          worst = fmax(worst, fabs(u->data[(n * S + i * L2 + j) * Cin + c] - ref) / mag);
         }
       }
   for (int64_t o = 0; o < Cout; o += 3)
