@@ -381,6 +381,14 @@ done:
 
 enum { FLOW_D = 64, FLOW_BATCH = 1024 };
 
+/* ---- lattice_sample, lattice_nll_step: the phi^4 flows' architecture -----------------------
+ * A 16 x 16 periodic lattice (D = 256), 8 checkerboard affine couplings, each with a subnet of
+ * periodic 3x3 convolutions 1 -> 32 -> 32 -> 2 channels with SiLU, log c added to the first
+ * layer's channels through a (32, 1) weight, soft clamp s = 2 tanh(s/2), base N(0, I), batch
+ * 64.  lattice_sample = 64 draws through the inverse with log p; lattice_nll_step = forward,
+ * backward, Adam. */
+enum { LAT_L = 16, LAT_BATCH = 64, LAT_BLOCKS = 8, LAT_HIDDEN = 32 };
+
 typedef struct {
   tf_params *p;
   tf_flow *f;
@@ -388,6 +396,7 @@ typedef struct {
   tf_ctx *ctx;
   tf_tensor *x, *c, *target;
   tf_rng rng;
+  int64_t n; /* batch */
   double loss;
 } flow_state;
 
@@ -401,24 +410,31 @@ static void flow_free(flow_state *s) {
   tf_ctx_destroy(s->ctx);
 }
 
-static int flow_setup(const bench_opts *o, flow_state *s) {
+/* lattice = 0: the nll_step flow; else the lattice_* flow */
+static int flow_setup(const bench_opts *o, flow_state *s, int lattice) {
   memset(s, 0, sizeof *s);
-  tf_flow_config cfg = tf_flow_defaults(FLOW_D);
-  cfg.embed_dim = 0; /* log c concatenated directly */
-  cfg.n_blocks = 8;
-  cfg.hidden = 128;
+  const int D = lattice ? LAT_L * LAT_L : FLOW_D;
+  s->n = lattice ? LAT_BATCH : FLOW_BATCH;
+  tf_flow_config cfg = tf_flow_defaults(D);
+  cfg.embed_dim = 0; /* log c concatenated directly (MLP) or through Wc (conv) */
+  cfg.n_blocks = lattice ? LAT_BLOCKS : 8;
+  cfg.hidden = lattice ? LAT_HIDDEN : 128;
   cfg.n_hidden = 2;
   cfg.clamp = 2.0;
   cfg.seed = o->seed;
+  if (lattice) {
+    cfg.subnet = TF_SUBNET_CONV;
+    cfg.lattice[0] = cfg.lattice[1] = LAT_L;
+  }
   tf_optim_config oc = tf_optim_defaults(TF_OPTIM_ADAM);
   s->ctx = tf_ctx_create(0);
   s->p = tf_params_create();
   if (!s->ctx || !s->p || !(s->f = tf_flow_create(&cfg, s->p)) || tf_params_finalize(s->p) ||
       tf_flow_init(s->f) || !(s->opt = tf_optim_create(&oc, tf_params_size(s->p))))
     return 1;
-  s->x = tf_tensor_create(2, (int64_t[]){FLOW_BATCH, FLOW_D});
-  s->c = tf_tensor_create(2, (int64_t[]){FLOW_BATCH, 1});
-  s->target = tf_tensor_create(2, (int64_t[]){FLOW_BATCH, 1});
+  s->x = tf_tensor_create(2, (int64_t[]){s->n, D});
+  s->c = tf_tensor_create(2, (int64_t[]){s->n, 1});
+  s->target = tf_tensor_create(2, (int64_t[]){s->n, 1});
   if (!s->x || !s->c || !s->target) return 1;
   tf_rng_init(&s->rng, o->seed, 0, TF_RNG_DATA, 0);
   tf_rng_fill_normal(&s->rng, s->x, 0, 1);
@@ -432,6 +448,12 @@ static int flow_setup(const bench_opts *o, flow_state *s) {
 static double flow_fwd_flops(void) {
   const double n = FLOW_BATCH, in = FLOW_D / 2 + 1;
   return 8 * 2 * n * (in * 128 + 128 * 128 + 128.0 * FLOW_D);
+}
+
+/* conv flops of the lattice subnets: forward per block 2 N S 9 (1*32 + 32*32 + 32*2) */
+static double lattice_fwd_flops(void) {
+  const double h = LAT_HIDDEN;
+  return LAT_BLOCKS * 2.0 * LAT_BATCH * LAT_L * LAT_L * 9 * (h + h * h + 2 * h);
 }
 
 static int nll_step_fn(void *p) {
@@ -449,7 +471,7 @@ static int sample_fn(void *p) {
   tf_ctx_reset(s->ctx);
   tf_ctx_set_grad(s->ctx, 0);
   tf_tensor *lp = NULL;
-  tf_tensor *x = tf_flow_sample(s->f, s->ctx, s->c, FLOW_BATCH, &s->rng, &lp);
+  tf_tensor *x = tf_flow_sample(s->f, s->ctx, s->c, s->n, &s->rng, &lp);
   tf_ctx_set_grad(s->ctx, 1);
   if (!x || !lp) return 1;
   s->loss = lp->data[0];
@@ -462,7 +484,7 @@ static int trade_step_fn(void *p) {
   flow_state *s = p;
   tf_ctx_reset(s->ctx);
   tf_tensor *c = tf_copy(s->ctx, s->c);
-  tf_tensor *one = tf_full(s->ctx, 2, (int64_t[]){FLOW_BATCH, 1}, 1.0);
+  tf_tensor *one = tf_full(s->ctx, 2, (int64_t[]){s->n, 1}, 1.0);
   if (!c || !one || tf_set_tangent(s->ctx, c, one)) return 1;
   tf_tensor *lp = tf_flow_log_prob(s->f, s->ctx, s->x, c);
   tf_tensor *dlp = lp ? tf_tangent(s->ctx, lp) : NULL;
@@ -473,11 +495,11 @@ static int trade_step_fn(void *p) {
 }
 
 static int bench_flow_case(const bench_opts *o, bench_out *out, const char *name, step_fn fn,
-                           double flops) {
+                           double flops, int lattice) {
   flow_state s;
   bench_timing t;
   int rc = 1;
-  if (flow_setup(o, &s)) {
+  if (flow_setup(o, &s, lattice)) {
     fprintf(stderr, "bench_core: %s: setup failed: %s\n", name, tf_errmsg());
     out_add(out, "error", "setup_failed");
   } else if (bench_time(o, fn, &s, &t)) {
@@ -499,17 +521,25 @@ static int bench_flow_case(const bench_opts *o, bench_out *out, const char *name
 /* forward + backward: weight and input gradients of every subnet layer (the subnet input
  * depends on earlier blocks' parameters), i.e. three times the forward matmuls */
 static int bench_nll_step(const bench_opts *o, bench_out *out) {
-  return bench_flow_case(o, out, "nll_step", nll_step_fn, 3 * flow_fwd_flops());
+  return bench_flow_case(o, out, "nll_step", nll_step_fn, 3 * flow_fwd_flops(), 0);
 }
 
 /* forward, tangent (one more matmul per layer), and the reverse pass through both (about
  * twice each): about six forward passes of matmul flops */
 static int bench_trade_step(const bench_opts *o, bench_out *out) {
-  return bench_flow_case(o, out, "trade_step", trade_step_fn, 6 * flow_fwd_flops());
+  return bench_flow_case(o, out, "trade_step", trade_step_fn, 6 * flow_fwd_flops(), 0);
 }
 
 static int bench_sample(const bench_opts *o, bench_out *out) {
-  return bench_flow_case(o, out, "sample", sample_fn, flow_fwd_flops());
+  return bench_flow_case(o, out, "sample", sample_fn, flow_fwd_flops(), 0);
+}
+
+static int bench_lattice_sample(const bench_opts *o, bench_out *out) {
+  return bench_flow_case(o, out, "lattice_sample", sample_fn, lattice_fwd_flops(), 1);
+}
+
+static int bench_lattice_nll_step(const bench_opts *o, bench_out *out) {
+  return bench_flow_case(o, out, "lattice_nll_step", nll_step_fn, 3 * lattice_fwd_flops(), 1);
 }
 
 /* ---- the case table ---------------------------------------------------------------------- */
@@ -536,6 +566,12 @@ static const bench_case CASES[] = {
      "the nll_step flow: TRADE residual d/dc log p (forward mode) against a target, "
      "mean square, backward, Adam",
      bench_trade_step},
+    {"lattice_sample", "bench",
+     "phi4-style conv flow, 16x16 lattice, 8 checkerboard affine blocks, periodic 3x3 convs "
+     "1-32-32-2: 64 samples through the inverse with log p",
+     bench_lattice_sample},
+    {"lattice_nll_step", "bench",
+     "the lattice_sample flow, batch 64: forward, backward, Adam", bench_lattice_nll_step},
     /* next: mpi_weak */
 };
 enum { N_CASES = sizeof CASES / sizeof CASES[0] };

@@ -183,8 +183,9 @@ def _flow_flops():
     return fwd
 
 
-def bench_nll_step(opts):
-    torch, params, log_prob, _, x, c, _ = _flow(opts)
+def _nll_step_case(opts, flow, flops):
+    """-mean log p forward, backward, Adam on the flow that flow(opts) builds"""
+    torch, params, log_prob, _, x, c, _ = flow(opts)
     opt = torch.optim.Adam(params, lr=1e-4)
     out = {}
 
@@ -196,11 +197,30 @@ def bench_nll_step(opts):
         out["loss"] = loss
 
     t = bench_time(opts, step)
-    flops = 3 * _flow_flops()
     return {"torch_ms": t["ms"], "min_ms": t["min_ms"], "max_ms": t["max_ms"],
             "steps": t["steps"], "reps": t["reps"],
             "gflops": flops / (t["ms"] * 1e-3) / 1e9, "flops": flops,
             "loss": float(out["loss"])}
+
+
+def _sample_case(opts, flow, n, flops):
+    """n draws with log p, no gradients, from the flow that flow(opts) builds"""
+    torch, _, _, sample, _, c, g = flow(opts)
+    out = {}
+
+    def step():
+        with torch.no_grad():
+            xs, lp = sample(c, n, g)
+        out["lp"] = lp
+
+    t = bench_time(opts, step)
+    return {"torch_ms": t["ms"], "min_ms": t["min_ms"], "max_ms": t["max_ms"],
+            "steps": t["steps"], "reps": t["reps"],
+            "gflops": flops / (t["ms"] * 1e-3) / 1e9, "flops": flops}
+
+
+def bench_nll_step(opts):
+    return _nll_step_case(opts, _flow, 3 * _flow_flops())
 
 
 def bench_trade_step(opts):
@@ -229,19 +249,86 @@ def bench_trade_step(opts):
 
 
 def bench_sample(opts):
-    torch, _, _, sample, _, c, g = _flow(opts)
-    out = {}
+    return _sample_case(opts, _flow, FLOW_BATCH, _flow_flops())
 
-    def step():
-        with torch.no_grad():
-            xs, lp = sample(c, FLOW_BATCH, g)
-        out["lp"] = lp
 
-    t = bench_time(opts, step)
-    flops = _flow_flops()
-    return {"torch_ms": t["ms"], "min_ms": t["min_ms"], "max_ms": t["max_ms"],
-            "steps": t["steps"], "reps": t["reps"],
-            "gflops": flops / (t["ms"] * 1e-3) / 1e9, "flops": flops}
+LAT_L, LAT_BATCH, LAT_BLOCKS, LAT_HIDDEN = 16, 64, 8, 32
+
+
+def _lattice_flow(opts):
+    """The flow of bench_core's lattice_*: a 16 x 16 periodic lattice, 8 checkerboard affine
+    couplings (block k keeps the sites with (i + j) % 2 == k % 2 fixed), subnet of periodic
+    3x3 convolutions 1 -> 32 -> 32 -> 2 with SiLU on the field with its active sites zeroed,
+    log c added to the first layer's channels through a (32, 1) weight, channel 0 -> s =
+    2 tanh(s_raw / 2), channel 1 -> t, base N(0, I).  Last layer zero-initialised."""
+    torch = _import_torch()
+    F = torch.nn.functional
+    g = torch.Generator().manual_seed(opts.seed)
+    L, H = LAT_L, LAT_HIDDEN
+    ij = torch.arange(L)
+    parity = (ij[:, None] + ij[None, :]) % 2
+    blocks = []
+    for k in range(LAT_BLOCKS):
+        passive = (parity == k % 2).float()
+        layers = []
+        chans = [1, H, H, 2]
+        for li, (cin, cout) in enumerate(zip(chans[:-1], chans[1:])):
+            bound = 0.0 if li == len(chans) - 2 else 1.0 / math.sqrt(9 * cin)
+            w = torch.empty(cout, cin, 3, 3).uniform_(-bound, bound, generator=g).requires_grad_()
+            b = torch.empty(cout).uniform_(-bound, bound, generator=g).requires_grad_()
+            layers.append((w, b))
+        wc = torch.empty(H, 1).uniform_(-1.0, 1.0, generator=g).requires_grad_()
+        blocks.append((passive, 1.0 - passive, layers, wc))
+    params = [t for _, _, ls, wc in blocks for t in [wc] + [u for wb in ls for u in wb]]
+
+    def subnet(x, passive, layers, wc, lc):
+        h = (x * passive)[:, None]
+        for li, (w, b) in enumerate(layers):
+            h = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="circular"), w, b)
+            if li == 0:
+                h = h + (lc @ wc.t())[:, :, None, None]
+            if li + 1 < len(layers):
+                h = F.silu(h)
+        return 2.0 * torch.tanh(h[:, 0] / 2.0), h[:, 1]
+
+    def log_prob(x, c):
+        lc = torch.log(c)
+        x = x.view(-1, L, L)
+        ld = 0.0
+        for passive, active, layers, wc in blocks:
+            s, t = subnet(x, passive, layers, wc, lc)
+            x = x * passive + active * (x * torch.exp(s) + t)
+            ld = ld + (active * s).sum(dim=(1, 2))[:, None]
+        base = -0.5 * (x * x).sum(dim=(1, 2))[:, None] - 0.5 * L * L * math.log(2 * math.pi)
+        return base + ld
+
+    def sample(c, n, gen):
+        z = torch.randn(n, L, L, generator=gen)
+        lc = torch.log(c)
+        x, ld = z, 0.0
+        for passive, active, layers, wc in reversed(blocks):
+            s, t = subnet(x, passive, layers, wc, lc)
+            x = x * passive + active * ((x - t) * torch.exp(-s))
+            ld = ld - (active * s).sum(dim=(1, 2))[:, None]
+        base = -0.5 * (z * z).sum(dim=(1, 2))[:, None] - 0.5 * L * L * math.log(2 * math.pi)
+        return x.reshape(n, L * L), base - ld
+
+    x = torch.randn(LAT_BATCH, L * L, generator=g)
+    c = torch.empty(LAT_BATCH, 1).uniform_(0.5, 2.0, generator=g)
+    return torch, params, log_prob, sample, x, c, g
+
+
+def _lattice_flops():
+    h = LAT_HIDDEN
+    return LAT_BLOCKS * 2 * LAT_BATCH * LAT_L * LAT_L * 9 * (h + h * h + 2 * h)
+
+
+def bench_lattice_sample(opts):
+    return _sample_case(opts, _lattice_flow, LAT_BATCH, _lattice_flops())
+
+
+def bench_lattice_nll_step(opts):
+    return _nll_step_case(opts, _lattice_flow, 3 * _lattice_flops())
 
 
 # ---- the case table -------------------------------------------------------------------------
@@ -251,6 +338,9 @@ CASES = {
     "nll_step": (bench_nll_step, "conditional affine-coupling flow D=64, 8 blocks: fwd, bwd, Adam"),
     "sample": (bench_sample, "the nll_step flow: 1024 samples through the inverse with log p"),
     "trade_step": (bench_trade_step, "the nll_step flow: TRADE residual d/dc log p, mean square, bwd, Adam"),
+    "lattice_sample": (bench_lattice_sample,
+                       "phi4-style conv flow 16x16, 8 checkerboard blocks, convs 1-32-32-2: 64 samples"),
+    "lattice_nll_step": (bench_lattice_nll_step, "the lattice_sample flow, batch 64: fwd, bwd, Adam"),
     # next: mpi_weak
 }
 
