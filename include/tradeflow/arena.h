@@ -38,9 +38,10 @@ void *tf_arena_alloc(tf_arena *a, size_t bytes);
 void tf_arena_reset(tf_arena *a);
 
 /* A position in the arena.  tf_arena_release(a, m) releases everything allocated after m was
- * taken; pointers handed out after it are then invalid, those before stay valid.  The mark
- * must have been taken since the last reset; one already released past (an inner mark after
- * its outer one) is ignored. */
+ * taken; pointers handed out after it are then invalid, those before stay valid.  Marks
+ * must have been taken since the last reset and are released innermost first (stack order);
+ * a mark that lies beyond the current position is ignored, but one taken before a release
+ * that went past it and then reached again by new allocations would free those: don't. */
 typedef struct {
   size_t block, offset, used;
 } tf_arena_mark;

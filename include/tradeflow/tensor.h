@@ -100,7 +100,8 @@ size_t tf_ctx_tape_length(const tf_ctx *ctx); /* recorded nodes since reset */
 /* Scoped scratch for loops whose intermediates die within one iteration (the blocks of a flow
  * in inference): tf_ctx_release frees every arena tensor made since the mark, so the loop's
  * working set stays that of one iteration (cache-resident) instead of growing with it.  The
- * caller guarantees that nothing made since the mark is used afterwards (copy results into
+ * caller guarantees that the mark was taken since the last reset, that marks are released
+ * innermost first, and that nothing made since the mark is used afterwards (copy results into
  * tensors made before it).  Refused (returns 0, nothing freed) when the tape grew since the
  * mark, since recorded nodes refer to those tensors; 1 when released. */
 typedef struct {

@@ -1,6 +1,7 @@
 /* common.c — helpers shared by the subcommands: strict option numbers, models from checkpoints.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,13 +136,28 @@ int tf_cli_afile_open(tf_cli_afile *a, const char *path) {
 int tf_cli_afile_commit(tf_cli_afile *a) {
   if (!a->f) return tf_error(TF_EINVAL, "%s: not open", a->path);
   int e = 0;
-  if (ferror(a->f) || fflush(a->f) != 0 || fsync(fileno(a->f)) != 0) e = errno ? errno : EIO;
+  if (ferror(a->f)) e = EIO; /* errno may be stale here: the failed write set it long ago */
+  else if (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0) e = errno ? errno : EIO;
   if (fclose(a->f) != 0 && !e) e = errno;
   a->f = NULL;
   if (!e && rename(a->tmp, a->path) != 0) e = errno;
-  if (!e) return TF_OK;
-  remove(a->tmp);
-  return tf_error(TF_EIO, "%s: write failed: %s", a->path, strerror(e));
+  if (e) {
+    remove(a->tmp);
+    return tf_error(TF_EIO, "%s: write failed: %s", a->path, strerror(e));
+  }
+  /* the rename survives a crash only once the directory is synced; file systems that cannot
+   * sync a directory (EINVAL) still have the file in place */
+  char dir[sizeof a->path];
+  const char *slash = strrchr(a->path, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - a->path) + 1 : 1, slash ? a->path : ".");
+  const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    e = fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP ? errno : 0;
+    close(fd);
+    if (e) return tf_error(TF_EIO, "%s: written, but syncing its directory failed: %s", a->path,
+                           strerror(e));
+  }
+  return TF_OK;
 }
 
 void tf_cli_afile_abort(tf_cli_afile *a) {

@@ -303,7 +303,8 @@ int tf_trainer_resume(tf_trainer *t, const char *checkpoint) {
     if (tf_checkpoint_meta_get_f64(&m, "last_loss", &v) == TF_OK) t->last_loss = v;
     if (t->ls) rc = tf_loss_load(t->ls, &m);
     t->resumed = 1;
-    t->from_checkpoint = 1;
+    /* the state on disk where this run writes is the loaded one (only if it is that file) */
+    t->from_checkpoint = t->cfg.checkpoint && !strcmp(checkpoint, t->cfg.checkpoint);
     int64_t ranks;
     if (rc == TF_OK && t->cfg.log && tf_checkpoint_meta_get_i64(&m, "ranks", &ranks) == TF_OK &&
         ranks != t->dist.size)
@@ -699,7 +700,7 @@ int tf_trainer_run(tf_trainer *t) {
      * that outputs derived from it stay newer than it (run.sh's skip rule) */
     if (t->run_steps > 0 || !t->from_checkpoint) rc = save(t);
     if (rc != TF_OK) return rc;
-    t->from_checkpoint = 1; /* either way the checkpoint now holds this state */
+    t->from_checkpoint = 1; /* either way cfg.checkpoint now holds this state */
   }
   if (cfg->log) {
     clear_bar(t);

@@ -87,8 +87,8 @@ train_in() {
   fi
 }
 
-# stale OUTPUT INPUT: true when OUTPUT is missing or older than INPUT (tradeflow writes its
-# outputs atomically, so an existing file is a finished one)
+# stale OUTPUT INPUT: true when OUTPUT is missing or older than INPUT (the tables are renamed
+# into place after their command succeeded, so an existing one is a finished one)
 stale() { [[ ! -s "$1" || "$1" -ot "$2" ]]; }
 
 run_one() {
@@ -103,30 +103,40 @@ run_one() {
     # method's loss from that checkpoint for 3000 more steps (dw4.ini explains why)
     local pre="$out/$exp/nll-s$seed"
     if [[ ! -f "$pre.done" ]]; then
-      train_in "$pre" --set loss.kind=nll "${extra[@]}"
+      train_in "$pre" --set loss.kind=nll "${extra[@]}" || {
+        echo "run.sh: $exp nll stage seed $seed failed or stopped (see $pre.train.log)" >&2
+        return 1
+      }
       touch "$pre.done"
     fi
     [[ -f "$dir/checkpoint.h5" ]] || { mkdir -p "$dir" && cp "$pre/checkpoint.h5" "$dir/"; }
     extra+=(--set train.steps=23000)
   fi
-  train_in "$dir" ${M[$method]} "${extra[@]}"
+  train_in "$dir" ${M[$method]} "${extra[@]}" || {
+    echo "run.sh: $exp $method seed $seed: training failed or stopped (see $dir.train.log)" >&2
+    return 1
+  }
   # evaluations are redone only when missing or older than the checkpoint, so that a rerun
-  # of an interrupted sweep (or one with more seeds) repeats no finished work
-  if stale "$dir.h5" "$dir/checkpoint.h5"; then
+  # of an interrupted sweep (or one with more seeds) repeats no finished work; each table is
+  # renamed into place when its command has succeeded, so an existing one is complete
+  if stale "$dir.txt" "$dir/checkpoint.h5"; then
     "$tf" eval "$dir/checkpoint.h5" --conditions "${COND[$exp]}" --n 20000 --seed "$seed" \
-      --out "$dir.h5" > "$dir.txt" 2> "$dir.eval.log"
+      --out "$dir.h5" > "$dir.txt.part" 2> "$dir.eval.log" && mv "$dir.txt.part" "$dir.txt" ||
+      { echo "run.sh: eval of $dir failed (see $dir.eval.log)" >&2; return 1; }
   fi
   if [[ "$exp" == double_well ]]; then
     local p="$out/$exp/profile-$method-s$seed" pm="$out/$exp/profile-mix-$method-s$seed"
-    if stale "$p.dat" "$dir/checkpoint.h5"; then
+    if stale "$p.txt" "$dir/checkpoint.h5"; then
       "$tf" profile "$dir/checkpoint.h5" --condition 0.4 --coord 0 --range -2,2 --bins 40 \
-        --n 10000000 --seed "$seed" --out "$p.dat" > "$p.txt"
+        --n 10000000 --seed "$seed" --out "$p.dat" > "$p.txt.part" && mv "$p.txt.part" "$p.txt" ||
+        { echo "run.sh: profile of $dir failed" >&2; return 1; }
     fi
     # the same from samples drawn at T = 0.4, 0.7 and 1.1, weighted against their mixture:
     # the hotter conditions sample the barrier and the walls (10 kT at T = 0.4)
-    if stale "$pm.dat" "$dir/checkpoint.h5"; then
+    if stale "$pm.txt" "$dir/checkpoint.h5"; then
       "$tf" profile "$dir/checkpoint.h5" --condition 0.4 --coord 0 --range -2,2 --bins 40 \
-        --n 10000000 --seed "$seed" --proposal 0.4,0.7,1.1 --out "$pm.dat" > "$pm.txt"
+        --n 10000000 --seed "$seed" --proposal 0.4,0.7,1.1 --out "$pm.dat" > "$pm.txt.part" &&
+        mv "$pm.txt.part" "$pm.txt" || { echo "run.sh: mixture profile of $dir failed" >&2; return 1; }
     fi
   fi
   echo "done: $exp $method seed $seed"
@@ -136,8 +146,10 @@ export out tf here data
 export M_DEF="$(declare -p M COND)"
 
 # xargs cannot pass associative arrays: re-declare them in each child
+# a failed job is reported and the others go on; the exit status says that one failed
+failed=0
 while read -r exp method seed; do echo "$exp $method $seed"; done < "$joblist" |
-  xargs -P "$jobs" -L 1 bash -c 'eval "$M_DEF"; run_one "$@"' _
+  xargs -P "$jobs" -L 1 bash -c 'eval "$M_DEF"; run_one "$@"' _ || failed=1
 
 # plots of the first seed, all methods together
 first="${seeds%% *}"
@@ -152,3 +164,7 @@ for exp in $only; do
 done
 "$here/summarize.sh" "$out" > "$out/summary.txt"
 cat "$out/summary.txt"
+if ((failed)); then
+  echo "run.sh: some jobs failed or were stopped (messages above); rerun the same command to continue" >&2
+  exit 1
+fi
