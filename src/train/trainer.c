@@ -416,10 +416,11 @@ int tf_flow_draw(tf_flow *flow, tf_ctx *ctx, double c, int64_t n, int64_t chunk,
   const int64_t D = fc->dim;
   const int grad = tf_ctx_set_grad(ctx, 0);
   int st = TF_OK;
-  /* Inference keeps every intermediate in the arena (tens of tensors of D x channels per
-   * block): at D = 1024 a 256-row piece took 6 GB, and first-touch page faults cost more than
-   * the arithmetic.  Pieces of at most DRAW_ELEMS / D rows keep that to a few hundred MB;
-   * the samples do not depend on the piece size. */
+  /* A piece's intermediates scale as rows x D x channels: before block-scoped inference
+   * (flow.c) a 256-row piece at D = 1024 kept 6 GB, and first-touch page faults cost more than
+   * the arithmetic.  With one block's tensors alive at a time, pieces of at most DRAW_ELEMS / D
+   * rows keep the working set at ~15 MB (L = 32, 32 channels); the samples do not depend on the
+   * piece size. */
   enum { DRAW_ELEMS = 16384 };
   if (chunk > 1 && chunk * D > DRAW_ELEMS) chunk = DRAW_ELEMS / D > 1 ? DRAW_ELEMS / D : 1;
   for (int64_t i0 = 0; i0 < n && st == TF_OK; i0 += chunk) {
