@@ -394,18 +394,6 @@ enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
           }                                                                         \
         }                                                                           \
       }                                                                             \
-    } else if (na == n && b_plane) { /* b constant over the last two axes */        \
-      for (int64_t i0 = 0; i0 < ys[0]; i0++)                                        \
-        for (int64_t i1 = 0; i1 < ys[1]; i1++) {                                    \
-          const int64_t r = i0 * ys[1] + i1;                                        \
-          const tf_real *restrict Ar = A + r * pl;                                  \
-          tf_real *restrict Yr = Y + r * pl;                                        \
-          const tf_real v = B[i0 * sb[0] + i1 * sb[1]];                             \
-          for (int64_t i = 0; i < pl; i++) {                                        \
-            const tf_real u = Ar[i];                                                \
-            Yr[i] = (EXPR);                                                         \
-          }                                                                         \
-        }                                                                           \
     } else {                                                                        \
       int64_t o = 0;                                                                \
       for (int64_t i0 = 0; i0 < ys[0]; i0++)                                        \
@@ -447,9 +435,6 @@ static tf_tensor *binary(tf_ctx *ctx, int kind, tf_op op, tf_tensor *a, tf_tenso
   const int64_t w = ys[3];
   const int b_col = w > 1 && bs[3] == 1 && bs[0] == ys[0] && bs[1] == ys[1] && bs[2] == ys[2];
   const int a_col = w > 1 && as[3] == 1 && as[0] == ys[0] && as[1] == ys[1] && as[2] == ys[2];
-  /* (N, C, L1, L2) op (N or 1, C or 1, 1, 1): a per-channel bias or condition on a field */
-  const int64_t pl = ys[2] * ys[3];
-  const int b_plane = pl > 1 && bs[2] == 1 && bs[3] == 1;
   /* (N, L1, L2, C) op (N, 1, 1, C): a per-sample condition on a channels-last field */
   const int b_mid = bs[0] == ys[0] && bs[1] == 1 && bs[2] == 1 && bs[3] == ys[3] && w > 1;
   const tf_real *restrict A = a->data, *restrict B = b->data;

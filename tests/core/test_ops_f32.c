@@ -338,7 +338,7 @@ static void test_broadcast_and_index_paths(void **state) {
       assert_true(e1->data[i * D + j] == c && e2->data[i * D + j] == w);
     }
   /* fields (B, C, L1, L2) with a per-channel (1, C, 1, 1) or per-sample-and-channel
-   * (B, C, 1, 1) operand: the plane path against the index formula */
+   * (B, C, 1, 1) operand against the index formula (the generic broadcast path) */
   {
     enum { B = 2, C = 3, L1 = 4, L2 = 5 };
     tf_tensor *f = tf_new(ctx, 4, (int64_t[]){B, C, L1, L2});
