@@ -4,7 +4,8 @@
 # phi4.ini with the [model] and [train] settings below) for the same number of steps and the
 # same global batch; only [loss] differs:
 #   trade  NLL on the HMC boundary data at kappa = 0.25 and 0.29 + TRADE over the range
-#          (causality weights eps = 0.3: eps = 1 starves the outer grid points, 0 diverges)
+#          (causality weights eps = 0.1: eps = 1 and 0.3 starve the outer grid points, 0 diverges;
+#          docs/RESULTS-phi4.md)
 #   nll    NLL on the same boundary data only (the flow interpolates in kappa by itself)
 #   rkl    reverse KL over the range (no data; the action only)
 # Then each model is evaluated at kappa = 0.22, 0.23, ..., 0.32 against long HMC chains
@@ -66,7 +67,7 @@ launch() { if [ "$np" -gt 1 ]; then mpirun -np "$np" "$@"; else "$@"; fi; }
 for m in "${methods[@]}"; do
   case $m in
     trade) loss=(--set loss.kind=trade --set loss.points=$((batch / 2 / np)) --set loss.grid_samples=128
-                 --set loss.causality=0.3) ;;
+                 --set loss.causality=0.1) ;;
     nll) loss=(--set loss.kind=nll) ;;
     rkl) loss=(--set loss.kind=reverse_kl --set loss.points=$((batch / np))) ;;
   esac
