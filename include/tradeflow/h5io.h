@@ -70,6 +70,8 @@ const char *tf_h5_version(void);
  *                    starts in the parameter slab, i.e. in /optim/m and /optim/v
  *   /optim/m, /optim/v   float64 [n] Adam moments (only if an optimizer was saved),
  *                        /optim attribute steps (int64)
+ *   /optim/ema       float64 [n] the parameter average (optim.h), same slab layout; only if
+ *                    the optimizer kept one
  *   /extra           group whose attributes are the extra named scalars (float64 or int64)
  */
 
@@ -142,12 +144,19 @@ int tf_checkpoint_save(const char *path, const tf_params *params, const tf_optim
  *   optim:  NULL (the file's moments are ignored), or an optimizer of the same size; the file
  *           must then hold /optim.  Receives m, v and the step count; if the model declares
  *           its parameters in another order than the writer did, the moments are moved with
- *           their parameters (by the offset attributes).
+ *           their parameters (by the offset attributes).  An optimizer that averages receives
+ *           /optim/ema, or, when the file has none, an average reset to the loaded parameters.
  *   meta_out: NULL, or receives the meta; its previous contents are overwritten, not freed.
  *           Release with tf_checkpoint_meta_clear.
  * All-or-nothing: on error params, optim and meta_out are unchanged. */
 int tf_checkpoint_load(const char *path, tf_params *params, tf_optim *optim,
                        tf_checkpoint_meta *meta_out);
+
+/* The weights a finished model is used with: as tf_checkpoint_load without an optimizer, but
+ * the parameters receive the average /optim/ema (rounded to tf_real) when the file holds one.
+ * *averaged (if not NULL) tells which: 1 the average, 0 the raw parameters. */
+int tf_checkpoint_load_averaged(const char *path, tf_params *params, int *averaged,
+                                tf_checkpoint_meta *meta_out);
 
 /* Only the meta (config text included), without building a model: what the CLI reads to
  * rebuild the model before tf_checkpoint_load.  meta_out as for tf_checkpoint_load. */

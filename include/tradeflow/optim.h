@@ -7,6 +7,14 @@
  *
  * A step whose gradient is not finite is refused (TF_ENUMERIC) and changes nothing, so the
  * caller can skip and count it.
+ *
+ * Parameter averaging (Polyak & Juditsky 1992, in its exponential form): with ema_decay > 0 the
+ * optimizer also keeps, in double, theta_avg <- d_t theta_avg + (1 - d_t) theta after every
+ * accepted step t = 1, 2, ..., where d_t = min(ema_decay, (1 + t) / (10 + t)) (TensorFlow's
+ * ExponentialMovingAverage with num_updates): d_1 = 0 starts the average at the first update,
+ * and the warm-up keeps the early, far-from-converged parameters from lingering in it.  The
+ * average is what a finished model is used with (checkpoints store it next to the moments;
+ * h5io.h); the raw parameters are what training continues from.
  */
 #ifndef TRADEFLOW_OPTIM_H
 #define TRADEFLOW_OPTIM_H
@@ -26,6 +34,7 @@ typedef struct {
   double beta1, beta2, eps; /* defaults 0.9, 0.999, 1e-8 */
   double weight_decay;      /* AdamW only (decoupled); 0 for Adam */
   double clip_norm;         /* global gradient-norm clipping threshold; <= 0: off */
+  double ema_decay;         /* parameter averaging: decay in (0, 1); 0: off (the default) */
 } tf_optim_config;
 
 /* The defaults above, for `kind`. */
@@ -37,9 +46,11 @@ typedef struct tf_optim tf_optim;
 tf_optim *tf_optim_create(const tf_optim_config *cfg, int64_t n);
 void tf_optim_destroy(tf_optim *o);
 
-/* One update of `param` (n values) from `grad` with learning rate lr.  Clipping scales the
- * gradient by min(1, clip_norm / (||g|| + 1e-6)), PyTorch's clip_grad_norm_ convention.  *grad_norm (if not NULL) receives ||g|| before
- * clipping.  TF_ENUMERIC if ||g|| is not finite: nothing is changed. */
+/* One update of `param` (n values) from `grad` with learning rate lr, then of the average (if
+ * on) from the updated, rounded parameters.  Clipping scales the gradient by
+ * min(1, clip_norm / (||g|| + 1e-6)), PyTorch's clip_grad_norm_ convention.  *grad_norm (if
+ * not NULL) receives ||g|| before clipping.  TF_ENUMERIC if ||g|| is not finite: nothing is
+ * changed. */
 int tf_optim_step(tf_optim *o, tf_real *param, const tf_real *grad, double lr,
                   double *grad_norm);
 
@@ -49,6 +60,11 @@ int64_t tf_optim_steps(const tf_optim *o);
 double *tf_optim_m(tf_optim *o);
 double *tf_optim_v(tf_optim *o);
 void tf_optim_set_steps(tf_optim *o, int64_t t);
+/* The parameter average (n doubles, owned by the optimizer), or NULL when averaging is off.
+ * Before the first step it holds zeros: tf_optim_ema_reset fills it from `param` (what a run
+ * resumed from a checkpoint without an average does). */
+double *tf_optim_ema(tf_optim *o);
+void tf_optim_ema_reset(tf_optim *o, const tf_real *param);
 
 /* Learning-rate schedules.  step counts from 0; total = number of steps of the run. */
 typedef enum { TF_LR_CONSTANT, TF_LR_COSINE, TF_LR_ONECYCLE } tf_lr_kind;

@@ -10,7 +10,9 @@
  *   - optimizer step with the configured learning-rate schedule; a step whose loss or gradient
  *     is not finite changes nothing, is counted, and `max_nonfinite` of them in a row stop the
  *     run (TF_ENUMERIC) without writing a checkpoint, so the last good one stays intact;
- *   - validation NLL every `val_every` steps and at the end; the best is remembered;
+ *   - validation NLL every `val_every` steps and at the end; the best is remembered; with
+ *     parameter averaging (cfg.optim.ema_decay, optim.h) it is the NLL of the average, the
+ *     weights the CLI's inference commands use, while training continues from the raw ones;
  *   - checkpoints (h5io.h) every `ckpt_every` steps and at the end, written atomically;
  *   - a stop request (SIGTERM or SIGINT, e.g. a SLURM time limit, or `max_steps_per_run`)
  *     ends the run at the next step boundary with a checkpoint.

@@ -56,7 +56,11 @@ int tf_cli_mcmc_n(void);
  * whole recorded config (malloc'd).  NULL on error (message set). */
 tf_config *tf_cli_load_model(const char *checkpoint, char **full_text);
 
-/* A flow and its parameters, rebuilt from a checkpoint and loaded. */
+/* A flow and its parameters, rebuilt from a checkpoint and loaded.  The weights are the
+ * checkpoint's parameter average when it holds one (train.ema), else its parameters;
+ * TRADEFLOW_WEIGHTS=raw in the environment selects the raw parameters (=average, the default,
+ * the average where there is one).  `weights` says which for the commands' header lines: ""
+ * (no average in the file), " (averaged parameters)" or " (raw parameters)". */
 typedef struct {
   tf_config *model_cfg;
   tf_flow_config fc;
@@ -64,6 +68,7 @@ typedef struct {
   tf_flow *flow;
   char *config_text;
   char name[64];
+  const char *weights;
 } tf_cli_model;
 int tf_cli_model_open(tf_cli_model *m, const char *checkpoint);
 void tf_cli_model_close(tf_cli_model *m);

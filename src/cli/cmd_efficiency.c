@@ -217,8 +217,8 @@ int tf_cli_efficiency(int argc, char **argv) {
   for (int64_t t = 0; t < mn; t++) f[t] = obs[t * K + j];
   if (tf_stats_tau_int(mn, f, 1, 6, &mr.tau) != TF_OK) goto fail;
 
-  printf("tradeflow efficiency: %s, %s = %g, observable %s (checkpoint %s)\n",
-         tf_physics_describe(p), par, cond, oname, ckpt);
+  printf("tradeflow efficiency: %s, %s = %g, observable %s (checkpoint %s%s)\n",
+         tf_physics_describe(p), par, cond, oname, ckpt, m.weights);
   printf("  %-10s %9s  %6s  %9s  %9s  %10s  %10s  %s\n", "sampler", "states", "accept",
          "tau_int", "seconds", "n_eff", "n_eff/s", "mean");
   print_row(&fr);

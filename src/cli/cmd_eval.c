@@ -145,8 +145,8 @@ static int nll_mode(const eval_opts *o) {
     bs2 += s * s / N_BOOT;
   }
   const double boot = sqrt(fmax(0, bs2 - bs * bs) * N_BOOT / (N_BOOT - 1));
-  printf("tradeflow eval: %s on %s:%s (%lld rows%s)\n", m.name, data, dset, (long long)n,
-         c ? ", per-row conditions" : "");
+  printf("tradeflow eval: %s%s on %s:%s (%lld rows%s)\n", m.name, m.weights, data, dset,
+         (long long)n, c ? ", per-row conditions" : "");
   printf("NLL %.6f nats/sample  +- %.6f (standard error)  +- %.6f (bootstrap, %d resamples)\n",
          mean, se, boot, N_BOOT);
   if (bad) {
@@ -372,9 +372,9 @@ static int cond_mode(eval_opts *o) {
   res.imh_n = o->ec.imh_n < 0 ? o->ec.n : o->ec.imh_n;
   res.bootstrap = o->ec.bootstrap;
   res.kl_grid = D == 2 ? o->ec.kl_grid : 0;
-  fprintf(stderr, "tradeflow eval: %s against %s at %d value%s of %s, N = %lld, seed %llu\n",
-          m.name, tf_physics_describe(p), k, k == 1 ? "" : "s", tf_physics_param(p), (long long)o->ec.n,
-          (unsigned long long)o->ec.seed);
+  fprintf(stderr, "tradeflow eval: %s%s against %s at %d value%s of %s, N = %lld, seed %llu\n",
+          m.name, m.weights, tf_physics_describe(p), k, k == 1 ? "" : "s", tf_physics_param(p),
+          (long long)o->ec.n, (unsigned long long)o->ec.seed);
   const double t0 = tf_cli_now();
   for (int i = 0; i < k; i++) {
     tf_eval_ref ref;
@@ -392,8 +392,9 @@ static int cond_mode(eval_opts *o) {
             tf_cli_now() - t1);
     if (note[0]) fprintf(stderr, "        note: %s\n", note);
   }
-  printf("tradeflow eval: %s against %s, N = %lld flow samples per condition, seed %llu\n",
-         m.name, tf_physics_describe(p), (long long)o->ec.n, (unsigned long long)o->ec.seed);
+  printf("tradeflow eval: %s%s against %s, N = %lld flow samples per condition, seed %llu\n",
+         m.name, m.weights, tf_physics_describe(p), (long long)o->ec.n,
+         (unsigned long long)o->ec.seed);
   print_tables(&res);
   if (o->out) {
     if (tf_eval_result_write(o->out, &res) != TF_OK) goto fail;

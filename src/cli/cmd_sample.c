@@ -150,14 +150,15 @@ int tf_cli_sample(int argc, char **argv) {
   if (st != TF_OK) goto fail;
   const double dt = tf_cli_now() - t0; /* drawing and writing, the file on disk */
   if (dist->size > 1)
-    printf("tradeflow sample: %lld samples of %s (D = %lld) at c = %g written to %s by %d ranks "
-           "(%.3g s, %.3g samples/s in total)\n",
-           (long long)n, m.name, (long long)D, cond, out, dist->size, dt,
+    printf("tradeflow sample: %lld samples of %s%s (D = %lld) at c = %g written to %s by %d "
+           "ranks (%.3g s, %.3g samples/s in total)\n",
+           (long long)n, m.name, m.weights, (long long)D, cond, out, dist->size, dt,
            dt > 0 ? (double)n / dt : 0.0);
   else
-    printf("tradeflow sample: %lld samples of %s (D = %lld) at c = %g written to %s "
+    printf("tradeflow sample: %lld samples of %s%s (D = %lld) at c = %g written to %s "
            "(%.3g s, %.3g samples/s)\n",
-           (long long)n, m.name, (long long)D, cond, out, dt, dt > 0 ? (double)n / dt : 0.0);
+           (long long)n, m.name, m.weights, (long long)D, cond, out, dt,
+           dt > 0 ? (double)n / dt : 0.0);
   status = TF_EXIT_OK;
   goto done;
 fail:

@@ -100,6 +100,12 @@ int tf_cli_parse_f64_list(const char *cmd, const char *opt, const char *s, doubl
 
 int tf_cli_model_open(tf_cli_model *m, const char *checkpoint) {
   memset(m, 0, sizeof *m);
+  m->weights = "";
+  const char *w = getenv("TRADEFLOW_WEIGHTS");
+  const int raw = w && !strcmp(w, "raw");
+  if (w && *w && !raw && strcmp(w, "average"))
+    return tf_error(TF_EINVAL, "TRADEFLOW_WEIGHTS = '%s': expected 'average' (the default) or "
+                    "'raw'", w);
   m->model_cfg = tf_cli_load_model(checkpoint, &m->config_text);
   if (!m->model_cfg) return TF_EFORMAT; /* message set by the loader */
   int rc = tf_cli_flow_config(m->model_cfg, 0, &m->fc);
@@ -108,7 +114,14 @@ int tf_cli_model_open(tf_cli_model *m, const char *checkpoint) {
   m->params = tf_params_create();
   m->flow = m->params ? tf_flow_create(&m->fc, m->params) : NULL;
   rc = m->flow ? tf_params_finalize(m->params) : TF_ENOMEM;
-  if (rc == TF_OK) rc = tf_checkpoint_load(checkpoint, m->params, NULL, NULL);
+  int averaged = 0;
+  if (rc == TF_OK && raw) {
+    rc = tf_checkpoint_load(checkpoint, m->params, NULL, NULL);
+    m->weights = " (raw parameters)";
+  } else if (rc == TF_OK) {
+    rc = tf_checkpoint_load_averaged(checkpoint, m->params, &averaged, NULL);
+    if (averaged) m->weights = " (averaged parameters)";
+  }
   if (rc == TF_OK) return TF_OK;
 fail:
   tf_cli_model_close(m);

@@ -160,6 +160,9 @@ const tf_cfg_key tf_cli_schema[] = {
     {"train", "beta2", TF_CFG_REAL, "0.999", 0, 0.99999999, NULL, "Adam beta2"},
     {"train", "eps", TF_CFG_REAL, "1e-8", 1e-30, 1, NULL, "Adam epsilon"},
     {"train", "clip", TF_CFG_REAL, "10", 0, 1e12, NULL, "gradient-norm clipping; 0: off"},
+    {"train", "ema", TF_CFG_REAL, "0", 0, 0.999999, NULL,
+     "parameter averaging: decay of the moving average the finished model is used with "
+     "(validation, sample, eval, efficiency); 0: off"},
     {"train", "val_fraction", TF_CFG_REAL, "0.1", 0, 0.9, NULL,
      "fraction of the rows held out for validation"},
     {"train", "val_every", TF_CFG_INT, "500", 0, 1e12, NULL,
@@ -258,6 +261,7 @@ int tf_cli_train_config(const tf_config *c, tf_train_config *out) {
   t.optim.eps = tf_config_real(c, "train", "eps");
   t.optim.clip_norm = tf_config_real(c, "train", "clip");
   t.optim.weight_decay = tf_config_real(c, "train", "weight_decay");
+  t.optim.ema_decay = tf_config_real(c, "train", "ema");
   if (!adamw && t.optim.weight_decay > 0)
     return tf_error(TF_EINVAL, "%s: train.weight_decay = %g needs train.optimizer = adamw "
                     "(Adam has no decoupled weight decay)",

@@ -543,6 +543,9 @@ static int ckpt_save(const char *path, const tf_params *p, const tf_optim *o,
     if (st == TF_OK)
       st = dset_put(g, path, "v", "/optim/v", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, &n,
                     tf_optim_v(oo), NULL);
+    if (st == TF_OK && tf_optim_ema(oo))
+      st = dset_put(g, path, "ema", "/optim/ema", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, &n,
+                    tf_optim_ema(oo), NULL);
     if (st == TF_OK) st = tf__h5_attr_put_i64(g, path, "steps", tf_optim_steps(o));
     tf__h5_close(&g);
   }
@@ -758,7 +761,51 @@ static int load_optim(hid_t f, const char *path, const tf_optim *o, double *m, d
   return st;
 }
 
-static int ckpt_load(const char *path, tf_params *p, tf_optim *o, tf_checkpoint_meta *meta_out) {
+/* /optim/ema, the writer's parameter average in its slab layout, into a malloc'd *out (NULL
+ * and TF_OK when the file has none); *n its length. */
+static int read_ema(hid_t f, const char *path, double **out, int64_t *n) {
+  *out = NULL;
+  *n = 0;
+  if (!link_exists(f, "optim")) return TF_OK;
+  hid_t g = H5Gopen2(f, "optim", H5P_DEFAULT);
+  if (g < 0) return tf__h5_fail(TF_EFORMAT, "%s: '/optim' is not a group", path);
+  int st = TF_OK;
+  if (link_exists(g, "ema")) {
+    dset d;
+    char found[64];
+    if ((st = dset_open(g, path, "ema", "/optim/ema", K_FLOAT, &d)) == TF_OK) {
+      if (d.rank != 1)
+        st = tf_error(TF_EFORMAT, "%s: dataset '/optim/ema' has shape %s, expected (n)", path,
+                      dims_str(d.rank, d.dims, found, sizeof found));
+      else if (!(*out = alloc_doubles((int64_t)d.dims[0])))
+        st = tf_error(TF_ENOMEM, "%s: cannot allocate %lld values for '/optim/ema'", path,
+                      (long long)d.dims[0]);
+      else if ((st = dset_read(&d, H5T_NATIVE_DOUBLE, path, "/optim/ema", *out)) == TF_OK)
+        *n = (int64_t)d.dims[0];
+      tf__h5_close(&d.id);
+    }
+  }
+  tf__h5_close(&g);
+  if (st != TF_OK) {
+    free(*out);
+    *out = NULL;
+  }
+  return st;
+}
+
+/* Tensor i of the model at file offset file_off[i] must lie inside a writer's slab of n. */
+static int check_span(const char *path, const tf_params *p, const int64_t *file_off, int i,
+                      int64_t n, const char *what) {
+  const int64_t len = tf_params_tensor(p, i)->n, src = file_off[i];
+  if (src < 0 || src > n - len)
+    return tf_error(TF_EFORMAT, "%s: attribute 'offset' of '/params/%s' = %lld lies outside "
+                    "the %lld %s", path, tf_params_name(p, i), (long long)src, (long long)n,
+                    what);
+  return TF_OK;
+}
+
+static int ckpt_load(const char *path, tf_params *p, tf_optim *o, int averaged, int *used,
+                     tf_checkpoint_meta *meta_out) {
   if (!path || !*path) return tf_error(TF_EINVAL, "tf_checkpoint_load: empty path");
   if (!p) return tf_error(TF_EINVAL, "%s: tf_checkpoint_load: params is NULL", path);
   const int np = tf_params_count(p);
@@ -778,7 +825,28 @@ static int ckpt_load(const char *path, tf_params *p, tf_optim *o, tf_checkpoint_
                   (long long)(size + 4 * on));
   if (st == TF_OK) st = load_params(f, path, p, slab, file_off);
   if (st == TF_OK && o) st = load_optim(f, path, o, mv, mv + on, &steps);
+  /* the average: for a run that continues it (o keeps one), or as the weights to use */
+  double *ev = NULL, *em = NULL;
+  int64_t en = 0;
+  if (st == TF_OK && ((o && tf_optim_ema(o)) || averaged)) st = read_ema(f, path, &ev, &en);
   tf__h5_close(&f);
+  if (st == TF_OK && ev && o && tf_optim_ema(o)) {
+    if (!(em = alloc_doubles(on)))
+      st = tf_error(TF_ENOMEM, "%s: cannot allocate %lld values for loading", path,
+                    (long long)on);
+    else
+      memset(em, 0, (size_t)on * sizeof *em);
+    for (int i = 0; st == TF_OK && i < np; i++)
+      if ((st = check_span(path, p, file_off, i, en, "averaged parameters")) == TF_OK)
+        memcpy(em + tf_params_offset(p, i), ev + file_off[i],
+               (size_t)tf_params_tensor(p, i)->n * sizeof *em);
+  }
+  if (st == TF_OK && ev && averaged) {
+    for (int i = 0; st == TF_OK && i < np; i++)
+      if ((st = check_span(path, p, file_off, i, en, "averaged parameters")) == TF_OK)
+        for (int64_t j = 0; j < tf_params_tensor(p, i)->n; j++)
+          slab[tf_params_offset(p, i) + j] = (tf_real)ev[file_off[i] + j];
+  }
   if (st == TF_OK && o) {
     /* Moments follow the slab layout of the writer; a model declaring the same parameters in
      * another order has another layout, so moments are moved parameter by parameter. */
@@ -791,12 +859,7 @@ static int ckpt_load(const char *path, tf_params *p, tf_optim *o, tf_checkpoint_
       memset(mm, 0, (size_t)(2 * on) * sizeof *mm);
     for (int i = 0; !same && st == TF_OK && i < np; i++) {
       const int64_t n = tf_params_tensor(p, i)->n, src = file_off[i], dst = tf_params_offset(p, i);
-      if (src < 0 || src > on - n) {
-        st = tf_error(TF_EFORMAT, "%s: attribute 'offset' of '/params/%s' = %lld lies outside "
-                      "the %lld moments", path, tf_params_name(p, i), (long long)src,
-                      (long long)on);
-        break;
-      }
+      if ((st = check_span(path, p, file_off, i, on, "moments")) != TF_OK) break;
       memcpy(mm + dst, mv + src, (size_t)n * sizeof *mm);
       memcpy(mm + on + dst, mv + on + src, (size_t)n * sizeof *mm);
     }
@@ -810,7 +873,11 @@ static int ckpt_load(const char *path, tf_params *p, tf_optim *o, tf_checkpoint_
       memcpy(tf_optim_m(o), mv + 2 * on, (size_t)on * sizeof *mv);
       memcpy(tf_optim_v(o), mv + 3 * on, (size_t)on * sizeof *mv);
       tf_optim_set_steps(o, steps);
+      /* a run that switches averaging on starts it from the loaded parameters */
+      if (em) memcpy(tf_optim_ema(o), em, (size_t)on * sizeof *em);
+      else tf_optim_ema_reset(o, tf_params_values(p));
     }
+    if (used) *used = averaged && ev;
     if (meta_out)
       *meta_out = m;
     else
@@ -821,14 +888,26 @@ static int ckpt_load(const char *path, tf_params *p, tf_optim *o, tf_checkpoint_
   free(file_off);
   free(slab);
   free(mv);
+  free(ev);
+  free(em);
   return st;
 }
 
 int tf_checkpoint_load(const char *path, tf_params *params, tf_optim *optim,
                        tf_checkpoint_meta *meta_out) {
   tf__h5_quiet q = tf__h5_quiet_on();
-  int st = ckpt_load(path, params, optim, meta_out);
+  int st = ckpt_load(path, params, optim, 0, NULL, meta_out);
   tf__h5_quiet_off(q);
+  return st;
+}
+
+int tf_checkpoint_load_averaged(const char *path, tf_params *params, int *averaged,
+                                tf_checkpoint_meta *meta_out) {
+  tf__h5_quiet q = tf__h5_quiet_on();
+  int used = 0;
+  int st = ckpt_load(path, params, NULL, 1, &used, meta_out);
+  tf__h5_quiet_off(q);
+  if (averaged) *averaged = st == TF_OK && used;
   return st;
 }
 

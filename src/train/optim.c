@@ -1,5 +1,6 @@
 /* optim.c — Adam / AdamW with global-norm clipping, and learning-rate schedules.
- * Exported: tf_optim_defaults, tf_optim_create/destroy/step/size/steps/m/v/set_steps, tf_lr_at. */
+ * Exported: tf_optim_defaults, tf_optim_create/destroy/step/size/steps/m/v/set_steps,
+ *           tf_optim_ema, tf_optim_ema_reset, tf_lr_at. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -10,28 +11,31 @@ struct tf_optim {
   tf_optim_config cfg;
   int64_t n, t;
   double *m, *v;
+  double *ema; /* NULL: no averaging */
 };
 
 tf_optim_config tf_optim_defaults(tf_optim_kind kind) {
-  tf_optim_config c = {kind, 0.9, 0.999, 1e-8, kind == TF_OPTIM_ADAMW ? 0.01 : 0.0, 0.0};
+  tf_optim_config c = {kind, 0.9, 0.999, 1e-8, kind == TF_OPTIM_ADAMW ? 0.01 : 0.0, 0.0, 0.0};
   return c;
 }
 
 tf_optim *tf_optim_create(const tf_optim_config *cfg, int64_t n) {
   if (!(cfg->beta1 >= 0 && cfg->beta1 < 1) || !(cfg->beta2 >= 0 && cfg->beta2 < 1) ||
-      !(cfg->eps > 0) || !(cfg->weight_decay >= 0) || n < 0) {
+      !(cfg->eps > 0) || !(cfg->weight_decay >= 0) ||
+      !(cfg->ema_decay >= 0 && cfg->ema_decay < 1) || n < 0) {
     tf_error(TF_ERANGE,
-             "optimizer: need 0 <= beta1, beta2 < 1, eps > 0, weight_decay >= 0 "
-             "(got %g, %g, %g, %g)",
-             cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay);
+             "optimizer: need 0 <= beta1, beta2 < 1, eps > 0, weight_decay >= 0, "
+             "0 <= ema_decay < 1 (got %g, %g, %g, %g, %g)",
+             cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay, cfg->ema_decay);
     return NULL;
   }
   tf_optim *o = calloc(1, sizeof *o);
   if (o) {
     o->m = calloc((size_t)(n ? n : 1), sizeof *o->m);
     o->v = calloc((size_t)(n ? n : 1), sizeof *o->v);
+    if (cfg->ema_decay > 0) o->ema = calloc((size_t)(n ? n : 1), sizeof *o->ema);
   }
-  if (!o || !o->m || !o->v) {
+  if (!o || !o->m || !o->v || (cfg->ema_decay > 0 && !o->ema)) {
     tf_optim_destroy(o);
     tf_error(TF_ENOMEM, "optimizer: cannot allocate moments for %lld parameters", (long long)n);
     return NULL;
@@ -45,6 +49,7 @@ void tf_optim_destroy(tf_optim *o) {
   if (!o) return;
   free(o->m);
   free(o->v);
+  free(o->ema);
   free(o);
 }
 
@@ -73,6 +78,13 @@ int tf_optim_step(tf_optim *o, tf_real *param, const tf_real *grad, double lr,
     th -= lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps);
     param[i] = (tf_real)th;
   }
+  if (o->ema) {
+    /* d_1 = 0: the average starts at the first updated parameters */
+    const double warm = (1.0 + (double)o->t) / (10.0 + (double)o->t);
+    const double d = o->t == 1 ? 0.0 : warm < o->cfg.ema_decay ? warm : o->cfg.ema_decay;
+    double *restrict e = o->ema;
+    for (int64_t i = 0; i < o->n; i++) e[i] = d * e[i] + (1 - d) * (double)param[i];
+  }
   return TF_OK;
 }
 
@@ -81,6 +93,11 @@ int64_t tf_optim_steps(const tf_optim *o) { return o->t; }
 double *tf_optim_m(tf_optim *o) { return o->m; }
 double *tf_optim_v(tf_optim *o) { return o->v; }
 void tf_optim_set_steps(tf_optim *o, int64_t t) { o->t = t; }
+double *tf_optim_ema(tf_optim *o) { return o->ema; }
+
+void tf_optim_ema_reset(tf_optim *o, const tf_real *param) {
+  for (int64_t i = 0; o->ema && i < o->n; i++) o->ema[i] = (double)param[i];
+}
 
 double tf_lr_at(const tf_lr_schedule *s, int64_t step, int64_t total) {
   const double pi = 3.141592653589793;

@@ -65,6 +65,8 @@ struct tf_trainer {
   int have_data;
   tf_loss_state *ls; /* NULL for plain NLL */
   tf_real *gbuf;     /* adaptive weighting: the boundary term's gradient */
+  tf_real *live;     /* parameter averaging: the raw parameters while validation uses the
+                        average */
   double *aug;       /* augment: one batch of rows in double (batch, D) */
   tf_optim *optim;
   tf_ctx *ctx;
@@ -204,6 +206,11 @@ tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_para
       goto fail;
     }
   }
+  if (cfg->optim.ema_decay > 0 &&
+      !(t->live = malloc((size_t)tf_params_size(params) * sizeof *t->live))) {
+    tf_error(TF_ENOMEM, "trainer: out of memory");
+    goto fail;
+  }
   if (!data) {
     t->optim = tf_optim_create(&cfg->optim, tf_params_size(params));
     t->ctx = tf_ctx_create(0);
@@ -254,6 +261,7 @@ void tf_trainer_destroy(tf_trainer *t) {
   free(t->epoch_perm);
   tf_loss_destroy(t->ls);
   free(t->gbuf);
+  free(t->live);
   free(t->aug);
   free(t->red_work);
   free(t->sum_tmp);
@@ -272,12 +280,15 @@ double tf_trainer_comm_seconds(const tf_trainer *t) { return t->comm_s; }
 static int check_replicas(tf_trainer *t, const char *when) {
   if (t->dist.size == 1) return TF_OK;
   const size_t np = (size_t)tf_params_size(t->params);
-  const void *ptr[3] = {tf_params_values(t->params), tf_optim_m(t->optim), tf_optim_v(t->optim)};
-  const size_t len[3] = {np * sizeof(tf_real), np * sizeof(double), np * sizeof(double)};
-  const char *names[3] = {"parameters", "Adam first moments", "Adam second moments"};
+  const void *ptr[4] = {tf_params_values(t->params), tf_optim_m(t->optim), tf_optim_v(t->optim),
+                        tf_optim_ema(t->optim)};
+  const size_t len[4] = {np * sizeof(tf_real), np * sizeof(double), np * sizeof(double),
+                         np * sizeof(double)};
+  const char *names[4] = {"parameters", "Adam first moments", "Adam second moments",
+                          "averaged parameters"};
   char what[64];
   snprintf(what, sizeof what, "%s %lld", when, (long long)t->step);
-  return tf_dist_check_replicas(&t->dist, 3, ptr, len, names, what);
+  return tf_dist_check_replicas(&t->dist, ptr[3] ? 4 : 3, ptr, len, names, what);
 }
 
 int tf_trainer_resume(tf_trainer *t, const char *checkpoint) {
@@ -521,8 +532,18 @@ static void bar(tf_trainer *t) {
   fflush(t->cfg.log);
 }
 
+/* With parameter averaging the validation loss is that of the average, the weights the
+ * finished model is used with; the raw parameters go back afterwards, bit for bit. */
 static void validate(tf_trainer *t) {
+  const double *avg = tf_optim_ema(t->optim);
+  tf_real *w = tf_params_values(t->params);
+  const int64_t n = tf_params_size(t->params);
+  if (avg) {
+    memcpy(t->live, w, (size_t)n * sizeof *w);
+    for (int64_t i = 0; i < n; i++) w[i] = (tf_real)avg[i];
+  }
   t->last_val = tf_trainer_val_nll(t);
+  if (avg) memcpy(w, t->live, (size_t)n * sizeof *w);
   if (t->last_val < t->best_val) t->best_val = t->last_val;
 }
 
@@ -710,8 +731,9 @@ int tf_trainer_run(tf_trainer *t) {
               (long long)t->step, (long long)cfg->steps, cfg->checkpoint ? ", checkpoint " : "",
               cfg->checkpoint ? cfg->checkpoint : "");
     else if (t->have_data)
-      fprintf(cfg->log, "done: %lld steps, final validation NLL %.5f nats (best %.5f), "
+      fprintf(cfg->log, "done: %lld steps, final validation NLL %.5f nats (best %.5f)%s, "
               "%lld non-finite steps skipped\n", (long long)t->step, t->last_val, t->best_val,
+              tf_optim_ema(t->optim) ? " of the averaged parameters" : "",
               (long long)t->skipped);
     else
       fprintf(cfg->log, "done: %lld steps, final loss %.5f (no data, no validation NLL), "

@@ -144,6 +144,39 @@ static void test_resume_from_the_command_line(void **state) {
   assert_non_null(strstr(out, "seed"));
 }
 
+/* train.ema: the run resumes with its average, and the inference commands use the average
+ * unless TRADEFLOW_WEIGHTS=raw; the two give different samples from the same seed. */
+static void test_parameter_average(void **state) {
+  (void)state;
+  write_file("e.ini", BASE_MODEL BASE_DATA BASE_TRAIN "ema = 0.95\n"
+                      "[output]\ndir = run_ema\n");
+  assert_int_equal(run("train e.ini"), 0);
+  assert_non_null(strstr(out, "of the averaged parameters"));
+  assert_int_equal(run("train e.ini --set output.dir=run_ema2 --set train.max_steps_per_run=25"),
+                   3);
+  assert_int_equal(run("train e.ini --set output.dir=run_ema2 --resume"), 0);
+  assert_same_params("run_ema/checkpoint.h5", "run_ema2/checkpoint.h5"); /* /optim/ema too */
+  assert_int_equal(run("sample run_ema/checkpoint.h5 --n 500 --condition 0.7 --out avg.h5"), 0);
+  assert_non_null(strstr(out, "(averaged parameters)"));
+  assert_int_equal(run_env("TRADEFLOW_WEIGHTS=raw", "sample run_ema/checkpoint.h5 --n 500 "
+                           "--condition 0.7 --out raw.h5"), 0);
+  assert_non_null(strstr(out, "(raw parameters)"));
+  tf_samples a, b;
+  char pa[512], pb[512];
+  snprintf(pa, sizeof pa, "%s/avg.h5", dir);
+  snprintf(pb, sizeof pb, "%s/raw.h5", dir);
+  assert_int_equal(tf_samples_read(pa, &a), TF_OK);
+  assert_int_equal(tf_samples_read(pb, &b), TF_OK);
+  assert_int_equal(a.n, b.n);
+  assert_memory_not_equal(a.x, b.x, (size_t)(a.n * a.d) * sizeof *a.x);
+  tf_samples_free(&a);
+  tf_samples_free(&b);
+  assert_int_equal(run_env("TRADEFLOW_WEIGHTS=best", "sample run_ema/checkpoint.h5 --n 5 "
+                           "--condition 0.7 --out bad.h5"), 2);
+  assert_non_null(strstr(out, "TRADEFLOW_WEIGHTS = 'best'"));
+  assert_int_equal(exists("bad.h5"), 0);
+}
+
 typedef struct {
   const char *what, *config, *extra_args, *expect[4];
 } bad_case;
@@ -461,6 +494,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_train_sample_eval),
       cmocka_unit_test(test_resume_from_the_command_line),
+      cmocka_unit_test(test_parameter_average),
       cmocka_unit_test(test_bad_configs),
       cmocka_unit_test(test_trade_from_config),
       cmocka_unit_test(test_mcmc),

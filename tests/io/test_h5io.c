@@ -417,6 +417,73 @@ static void test_checkpoint_other_order(void **state) {
   tf_params_destroy(b);
 }
 
+static tf_optim *make_averaging_optim(int64_t n) {
+  tf_optim_config cfg = tf_optim_defaults(TF_OPTIM_ADAM);
+  cfg.ema_decay = 0.99;
+  tf_optim *o = tf_optim_create(&cfg, n);
+  assert_non_null(o);
+  assert_non_null(tf_optim_ema(o));
+  return o;
+}
+
+/* The parameter average: saved with the moments, moved with its parameters when the order
+ * differs, loaded as the weights by tf_checkpoint_load_averaged, reset to the parameters by a
+ * run that turns averaging on for a checkpoint without one. */
+static void test_checkpoint_average(void **state) {
+  fixture *fx = *state;
+  const char *with = P(fx, "ema.h5"), *without = P(fx, "noema.h5");
+  tf_params *a = build(ARCH, NARCH);
+  fill_bits(a, 41);
+  const int64_t n = tf_params_size(a);
+  tf_optim *oa = make_averaging_optim(n);
+  double *e = tf_optim_ema(oa);
+  for (int64_t i = 0; i < n; i++) e[i] = 0.25 + 1e-3 * (double)i + 1e-12; /* not a tf_real */
+  assert_int_equal(tf_checkpoint_save(with, a, oa, NULL), TF_OK);
+
+  /* into a run that keeps averaging, parameters declared in reverse order */
+  pdecl rev[NARCH];
+  for (int i = 0; i < NARCH; i++) rev[i] = ARCH[NARCH - 1 - i];
+  tf_params *b = build(rev, NARCH);
+  tf_optim *ob = make_averaging_optim(tf_params_size(b));
+  assert_int_equal(tf_checkpoint_load(with, b, ob, NULL), TF_OK);
+  assert_params_bits_equal(a, b);
+  for (int i = 0; i < NARCH; i++) {
+    const int j = NARCH - 1 - i;
+    assert_memory_equal(e + tf_params_offset(a, i), tf_optim_ema(ob) + tf_params_offset(b, j),
+                        (size_t)tf_params_tensor(a, i)->n * sizeof(double));
+  }
+  /* as the weights of a finished model: the average, rounded to tf_real */
+  int averaged = -1;
+  assert_int_equal(tf_checkpoint_load_averaged(with, b, &averaged, NULL), TF_OK);
+  assert_int_equal(averaged, 1);
+  for (int i = 0; i < NARCH; i++) {
+    const tf_tensor *tb = tf_params_tensor(b, NARCH - 1 - i);
+    for (int64_t k = 0; k < tb->n; k++)
+      assert_true(tb->data[k] == (tf_real)e[tf_params_offset(a, i) + k]);
+  }
+  /* a run without averaging ignores it */
+  tf_optim *plain = make_optim(n, 7);
+  tf_params *c = build(ARCH, NARCH);
+  assert_int_equal(tf_checkpoint_load(with, c, plain, NULL), TF_OK);
+  assert_params_bits_equal(a, c);
+
+  /* a checkpoint without an average: raw weights; averaging starts from them */
+  assert_int_equal(tf_checkpoint_save(without, a, plain, NULL), TF_OK);
+  assert_int_equal(tf_checkpoint_load_averaged(without, b, &averaged, NULL), TF_OK);
+  assert_int_equal(averaged, 0);
+  assert_params_bits_equal(a, b);
+  assert_int_equal(tf_checkpoint_load(without, b, ob, NULL), TF_OK);
+  for (int64_t i = 0; i < tf_params_size(b); i++)
+    assert_true(tf_optim_ema(ob)[i] == (double)tf_params_values(b)[i]);
+
+  tf_optim_destroy(plain);
+  tf_optim_destroy(oa);
+  tf_optim_destroy(ob);
+  tf_params_destroy(a);
+  tf_params_destroy(b);
+  tf_params_destroy(c);
+}
+
 /* Runs f with stderr captured; returns the number of bytes HDF5 (or anything) printed. */
 static long stderr_bytes_during(void (*f)(fixture *), fixture *fx) {
   const char *cap = P(fx, "stderr.txt");
@@ -1035,6 +1102,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_checkpoint_config_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_checkpoint_wrong_architecture, setup, teardown),
       cmocka_unit_test_setup_teardown(test_checkpoint_other_order, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_checkpoint_average, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
       cmocka_unit_test_setup_teardown(test_atomic_save, setup, teardown),
       cmocka_unit_test_setup_teardown(test_checkpoint_other_precision, setup, teardown),

@@ -70,6 +70,46 @@ static void test_nonfinite_gradient_refused(void **state) {
   assert_null(tf_optim_create(&cfg, 3));
 }
 
+/* The average follows theta_avg <- d_t theta_avg + (1 - d_t) theta with
+ * d_t = min(decay, (1 + t) / (10 + t)), d_1 = 0, over the accepted steps only. */
+static void test_parameter_average(void **state) {
+  (void)state;
+  const double decay = 0.8;
+  tf_optim_config cfg = tf_optim_defaults(TF_OPTIM_ADAM);
+  cfg.ema_decay = decay;
+  tf_optim *o = tf_optim_create(&cfg, 2);
+  assert_non_null(o);
+  double th[2] = {1.0, -2.0}, avg[2] = {0, 0};
+  int t = 0;
+  for (int s = 0; s < 40; s++) {
+    double g[2] = {2 * th[0] - 0.5, sin(th[1]) + 0.1 * s};
+    if (s == 17) g[1] = INFINITY; /* refused: the average must not move */
+    const int rc = tf_optim_step(o, th, g, 0.05, NULL);
+    if (s == 17) {
+      assert_int_equal(rc, TF_ENUMERIC);
+    } else {
+      assert_int_equal(rc, TF_OK);
+      t++;
+      const double w = (1.0 + t) / (10.0 + t), d = t == 1 ? 0 : w < decay ? w : decay;
+      for (int i = 0; i < 2; i++) avg[i] = d * avg[i] + (1 - d) * th[i];
+    }
+    for (int i = 0; i < 2; i++) assert_float_equal(tf_optim_ema(o)[i], avg[i], 1e-14);
+  }
+  /* the warm-up was left (d_t reached the decay) and the average lags the parameters */
+  assert_true((1.0 + t) / (10.0 + t) > decay);
+  assert_true(fabs(avg[1] - th[1]) > 1e-3);
+  tf_optim_ema_reset(o, th);
+  assert_true(tf_optim_ema(o)[0] == th[0] && tf_optim_ema(o)[1] == th[1]);
+  tf_optim_destroy(o);
+  /* off by default; a decay outside [0, 1) is refused */
+  cfg = tf_optim_defaults(TF_OPTIM_ADAM);
+  o = tf_optim_create(&cfg, 2);
+  assert_null(tf_optim_ema(o));
+  tf_optim_destroy(o);
+  cfg.ema_decay = 1.0;
+  assert_null(tf_optim_create(&cfg, 2));
+}
+
 static void test_schedules(void **state) {
   (void)state;
   tf_lr_schedule c = {TF_LR_CONSTANT, 0.1, 0, 10, 0, 0};
@@ -130,6 +170,7 @@ int main(void) {
       cmocka_unit_test(test_adamw_matches_torch),
       cmocka_unit_test(test_clipping_matches_torch),
       cmocka_unit_test(test_nonfinite_gradient_refused),
+      cmocka_unit_test(test_parameter_average),
       cmocka_unit_test(test_schedules),
       cmocka_unit_test(test_params_slab),
   };

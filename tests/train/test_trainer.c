@@ -1,6 +1,7 @@
 /* test_trainer.c — the training loop: exact resumption (200 steps in one run against 100 +
  * resume + 100, bit for bit), the non-finite guard (skip, count, stop, checkpoint intact),
- * validation split, data checks, that training lowers the NLL, and symmetry augmentation
+ * parameter averaging (resumed exactly, validated on the average), validation split, data
+ * checks, that training lowers the NLL, and symmetry augmentation
  * (a flow trained on one DW4 configuration learns its whole orbit). */
 #include <math.h>
 #include <setjmp.h>
@@ -158,6 +159,77 @@ static void test_resume_bit_identical(void **state) {
     drop(&a);
     drop(&b);
   }
+  free(x);
+  free(c);
+}
+
+/* Parameter averaging: a resumed run continues the average bit for bit, the validation loss
+ * is that of the average (what the checkpoint gives to tf_checkpoint_load_averaged), and the
+ * average differs from the raw parameters it was built from. */
+static void test_parameter_average(void **state) {
+  (void)state;
+  double *x = malloc(NROWS * D * sizeof *x), *c = malloc(NROWS * sizeof *c);
+  make_data(x, c);
+  tf_dataset ds = {NROWS, D, x, c, 0};
+  char pa[300], pb[300];
+  snprintf(pa, sizeof pa, "%s/ema_a.h5", tmpdir);
+  snprintf(pb, sizeof pb, "%s/ema_b.h5", tmpdir);
+  model a = make_model(0), b = make_model(0);
+  tf_train_config tc = train_cfg(pa, 120), tb = train_cfg(pb, 120);
+  tc.optim.ema_decay = tb.optim.ema_decay = 0.95;
+  tc.val_every = tb.val_every = 0; /* the final validation only: best = last */
+  tf_trainer *ta = tf_trainer_create(&tc, a.f, a.p, &ds);
+  assert_int_equal(tf_trainer_run(ta), TF_OK);
+  tb.max_steps_per_run = 50;
+  tf_trainer *t1 = tf_trainer_create(&tb, b.f, b.p, &ds);
+  assert_int_equal(tf_trainer_run(t1), TF_OK);
+  tf_trainer_destroy(t1);
+  drop(&b);
+  b = make_model(0);
+  tb.max_steps_per_run = 0;
+  tf_trainer *t2 = tf_trainer_create(&tb, b.f, b.p, &ds);
+  assert_int_equal(tf_trainer_resume(t2, pb), TF_OK);
+  assert_int_equal(tf_trainer_step(t2), 50);
+  assert_int_equal(tf_trainer_run(t2), TF_OK);
+  assert_int_equal(tf_trainer_step(t2), 120);
+  const int64_t n = tf_params_size(a.p);
+  tf_optim *oa = tf_optim_create(&tc.optim, n), *ob = tf_optim_create(&tb.optim, n);
+  model ra = make_model(0), rb = make_model(0);
+  tf_checkpoint_meta ma;
+  tf_checkpoint_meta_init(&ma);
+  assert_int_equal(tf_checkpoint_load(pa, ra.p, oa, &ma), TF_OK);
+  assert_int_equal(tf_checkpoint_load(pb, rb.p, ob, NULL), TF_OK);
+  assert_memory_equal(tf_optim_ema(oa), tf_optim_ema(ob), (size_t)n * sizeof(double));
+  assert_memory_equal(tf_params_values(a.p), tf_params_values(b.p), (size_t)n * sizeof(tf_real));
+  /* the trainer left the raw parameters in the model (validation swapped them back) */
+  assert_memory_equal(tf_params_values(ra.p), tf_params_values(a.p), (size_t)n * sizeof(tf_real));
+  /* the recorded validation loss is the averaged model's */
+  model avg = make_model(0);
+  int averaged = 0;
+  assert_int_equal(tf_checkpoint_load_averaged(pa, avg.p, &averaged, NULL), TF_OK);
+  assert_int_equal(averaged, 1);
+  tf_train_config te = train_cfg(NULL, 1);
+  tf_trainer *tv = tf_trainer_create(&te, avg.f, avg.p, &ds);
+  tf_trainer *tr = tf_trainer_create(&te, ra.f, ra.p, &ds);
+  const double nll_avg = tf_trainer_val_nll(tv), nll_raw = tf_trainer_val_nll(tr);
+  assert_true(isfinite(nll_avg) && nll_avg == ma.best_val_loss);
+  assert_true(nll_raw != nll_avg);
+  double diff = 0;
+  for (int64_t i = 0; i < n; i++)
+    diff = fmax(diff, fabs((double)tf_params_values(avg.p)[i] - (double)tf_params_values(ra.p)[i]));
+  assert_true(diff > 1e-4);
+  tf_checkpoint_meta_clear(&ma);
+  tf_trainer_destroy(tv);
+  tf_trainer_destroy(tr);
+  tf_trainer_destroy(ta);
+  tf_trainer_destroy(t2);
+  tf_optim_destroy(oa);
+  tf_optim_destroy(ob);
+  drop(&a);
+  drop(&b);
+  drop(&ra);
+  drop(&rb);
+  drop(&avg);
   free(x);
   free(c);
 }
@@ -361,6 +433,7 @@ static void test_draw_independent_of_chunk(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_resume_bit_identical),
+      cmocka_unit_test(test_parameter_average),
       cmocka_unit_test(test_nonfinite_stops_and_keeps_checkpoint),
       cmocka_unit_test(test_data_checks),
       cmocka_unit_test(test_training_lowers_nll),

@@ -97,6 +97,7 @@ static tf_train_config cfg_of(int kind, int64_t steps, const char *ckpt, const t
   tc.ckpt_every = 0;
   tc.check_every = 5;
   tc.lr.lr = 2e-3;
+  tc.optim.ema_decay = 0.9; /* the average is part of every replica and of the checkpoint */
   tc.seed = 17;
   tc.checkpoint = ckpt;
   tc.dist = d;
