@@ -674,6 +674,10 @@ int tf_trainer_run(tf_trainer *t) {
     if (rc != TF_OK) return rc;
   }
   t->resumed = 1; /* a second run() continues */
+  /* until a first step is accepted the average is the parameters (ActNorm-initialised), not
+   * the zeros it was created with: a run of 0 steps, or whose steps were all skipped, saves
+   * and validates those */
+  if (tf_optim_steps(t->optim) == 0) tf_optim_ema_reset(t->optim, tf_params_values(t->params));
   while (t->step < cfg->steps) {
     /* a signal reaches the ranks at different times: with several ranks only the request
      * agreed at the last step counts, so that all stop after the same step */

@@ -218,6 +218,21 @@ static void test_parameter_average(void **state) {
   for (int64_t i = 0; i < n; i++)
     diff = fmax(diff, fabs((double)tf_params_values(avg.p)[i] - (double)tf_params_values(ra.p)[i]));
   assert_true(diff > 1e-4);
+  /* a run with no accepted step averages nothing: the average is the parameters */
+  char p0[300];
+  snprintf(p0, sizeof p0, "%s/ema_0.h5", tmpdir);
+  model z = make_model(0);
+  tf_train_config t0 = train_cfg(p0, 0);
+  t0.optim.ema_decay = 0.95;
+  tf_trainer *tz = tf_trainer_create(&t0, z.f, z.p, &ds);
+  assert_int_equal(tf_trainer_run(tz), TF_OK);
+  model zl = make_model(0);
+  assert_int_equal(tf_checkpoint_load_averaged(p0, zl.p, &averaged, NULL), TF_OK);
+  assert_int_equal(averaged, 1);
+  assert_memory_equal(tf_params_values(zl.p), tf_params_values(z.p), (size_t)n * sizeof(tf_real));
+  tf_trainer_destroy(tz);
+  drop(&z);
+  drop(&zl);
   tf_checkpoint_meta_clear(&ma);
   tf_trainer_destroy(tv);
   tf_trainer_destroy(tr);
