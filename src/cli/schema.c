@@ -162,7 +162,7 @@ const tf_cfg_key tf_cli_schema[] = {
     {"train", "clip", TF_CFG_REAL, "10", 0, 1e12, NULL, "gradient-norm clipping; 0: off"},
     {"train", "ema", TF_CFG_REAL, "0", 0, 0.999999, NULL,
      "parameter averaging: decay of the moving average the finished model is used with "
-     "(validation, sample, eval, efficiency); 0: off"},
+     "(validation, sample, eval, efficiency, profile); 0: off"},
     {"train", "val_fraction", TF_CFG_REAL, "0.1", 0, 0.9, NULL,
      "fraction of the rows held out for validation"},
     {"train", "val_every", TF_CFG_INT, "500", 0, 1e12, NULL,
