@@ -52,6 +52,28 @@ static void make_data(double *x, double *c) {
   }
 }
 
+/* The data set the trainer tests share: make_data's rows in owned buffers. */
+typedef struct {
+  double *x, *c;
+  tf_dataset ds;
+} data;
+
+static data data_make(void) {
+  data d;
+  d.x = malloc(NROWS * D * sizeof *d.x);
+  d.c = malloc(NROWS * sizeof *d.c);
+  assert_non_null(d.x);
+  assert_non_null(d.c);
+  make_data(d.x, d.c);
+  d.ds = (tf_dataset){NROWS, D, d.x, d.c, 0};
+  return d;
+}
+
+static void data_free(data *d) {
+  free(d->x);
+  free(d->c);
+}
+
 typedef struct {
   tf_params *p;
   tf_flow *f;
@@ -103,9 +125,8 @@ static tf_train_config train_cfg(const char *ckpt, int64_t steps) {
 
 static void test_resume_bit_identical(void **state) {
   (void)state;
-  double *x = malloc(NROWS * D * sizeof *x), *c = malloc(NROWS * sizeof *c);
-  make_data(x, c);
-  tf_dataset ds = {NROWS, D, x, c, 0};
+  data dd = data_make();
+  tf_dataset ds = dd.ds;
   char pa[300], pb[300];
   snprintf(pa, sizeof pa, "%s/a.h5", tmpdir);
   snprintf(pb, sizeof pb, "%s/b.h5", tmpdir);
@@ -159,8 +180,7 @@ static void test_resume_bit_identical(void **state) {
     drop(&a);
     drop(&b);
   }
-  free(x);
-  free(c);
+  data_free(&dd);
 }
 
 /* Parameter averaging: a resumed run continues the average bit for bit, the validation loss
@@ -168,9 +188,8 @@ static void test_resume_bit_identical(void **state) {
  * average differs from the raw parameters it was built from. */
 static void test_parameter_average(void **state) {
   (void)state;
-  double *x = malloc(NROWS * D * sizeof *x), *c = malloc(NROWS * sizeof *c);
-  make_data(x, c);
-  tf_dataset ds = {NROWS, D, x, c, 0};
+  data dd = data_make();
+  tf_dataset ds = dd.ds;
   char pa[300], pb[300];
   snprintf(pa, sizeof pa, "%s/ema_a.h5", tmpdir);
   snprintf(pb, sizeof pb, "%s/ema_b.h5", tmpdir);
@@ -245,8 +264,7 @@ static void test_parameter_average(void **state) {
   drop(&ra);
   drop(&rb);
   drop(&avg);
-  free(x);
-  free(c);
+  data_free(&dd);
 }
 
 static long file_size(const char *p) {
@@ -256,9 +274,9 @@ static long file_size(const char *p) {
 
 static void test_nonfinite_stops_and_keeps_checkpoint(void **state) {
   (void)state;
-  double *x = malloc(NROWS * D * sizeof *x), *c = malloc(NROWS * sizeof *c);
-  make_data(x, c);
-  tf_dataset ds = {NROWS, D, x, c, 0};
+  data dd = data_make();
+  tf_dataset ds = dd.ds;
+  double *x = dd.x;
   char p[300];
   snprintf(p, sizeof p, "%s/good.h5", tmpdir);
   model m = make_model(0);
@@ -291,17 +309,17 @@ static void test_nonfinite_stops_and_keeps_checkpoint(void **state) {
   tf_trainer_destroy(t);
   free(before);
   drop(&m);
-  free(x);
-  free(c);
+  data_free(&dd);
 }
 
 static void test_data_checks(void **state) {
   (void)state;
-  double *x = malloc(NROWS * D * sizeof *x), *c = malloc(NROWS * sizeof *c);
-  make_data(x, c);
+  data dd = data_make();
+  double *x = dd.x, *c = dd.c;
   model m = make_model(0);
   tf_train_config tc = train_cfg(NULL, 10);
-  tf_dataset ds = {NROWS, D - 1, x, c, 0};
+  tf_dataset ds = dd.ds;
+  ds.d = D - 1;
   assert_null(tf_trainer_create(&tc, m.f, m.p, &ds));
   assert_non_null(strstr(tf_errmsg(), "2 columns, the flow has dimension 3"));
   ds.d = D;
@@ -317,16 +335,14 @@ static void test_data_checks(void **state) {
   assert_null(tf_trainer_create(&tc, m.f, m.p, &ds));
   assert_non_null(strstr(tf_errmsg(), "fewer than one batch"));
   drop(&m);
-  free(x);
-  free(c);
+  data_free(&dd);
 }
 
 /* Training must lower the validation NLL well below that of the initial (identity) flow. */
 static void test_training_lowers_nll(void **state) {
   (void)state;
-  double *x = malloc(NROWS * D * sizeof *x), *c = malloc(NROWS * sizeof *c);
-  make_data(x, c);
-  tf_dataset ds = {NROWS, D, x, c, 0};
+  data dd = data_make();
+  tf_dataset ds = dd.ds;
   model m = make_model(1);
   tf_train_config tc = train_cfg(NULL, 400);
   tc.lr.kind = TF_LR_COSINE;
@@ -339,8 +355,7 @@ static void test_training_lowers_nll(void **state) {
   assert_true(nll1 < nll0 - 2.0);
   tf_trainer_destroy(t);
   drop(&m);
-  free(x);
-  free(c);
+  data_free(&dd);
 }
 
 /* One DW4 configuration repeated: without augmentation the flow can only learn a blob around
