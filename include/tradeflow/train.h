@@ -87,7 +87,11 @@ int tf_flow_draw(tf_flow *flow, tf_ctx *ctx, double c, int64_t n, int64_t chunk,
  *                old value), the Kish ESS and the running residual loss L_k of the point.  Each
  *                step draws `points` evaluation points x ~ p(.|c_k) (detached), the grid point k
  *                with probability ∝ exp(-causality * S_k), S_k = sum of L_j over the points
- *                between c0 and c_k (c0 included, c_k not);
+ *                between c0 and c_k (c0 included, c_k not).  With `offpolicy` f > 0 a
+ *                fraction f of the points (each independently) is drawn instead at a second
+ *                grid point k' from the same weights, x ~ p(.|c_k'), and still evaluated at
+ *                c_k: the identity holds for every x, and on-policy points alone leave
+ *                unpenalised the regions that p(.|c_k) wrongly leaves empty;
  *     continuous `groups` conditions per step drawn log-uniformly from a range that widens
  *                linearly in log c from c0 to [c_min, c_max] over `widen_steps`; evaluation
  *                points (points / groups per condition) are flow samples at c0 (or data rows
@@ -123,6 +127,8 @@ typedef struct {
   int64_t refresh;           /* steps between refreshes of <A>_c, ESS and L_k */
   double ema;                /* weight of the old <A>_c, [0, 1) */
   double causality;          /* epsilon >= 0 of the causality weights; 0: uniform */
+  double offpolicy;          /* grid: fraction in [0, 1] of evaluation points sampled at
+                                another grid point (0: all at their own, the default) */
   int64_t points;            /* TRADE evaluation points / reverse-KL samples per step */
   int64_t groups;            /* conditions per step (continuous, reweight) */
   int64_t widen_steps;       /* continuous: steps until the full range is reached */
@@ -139,6 +145,7 @@ typedef struct {
 } tf_loss_config;
 
 /* NLL; TRADE settings: grid of 16 points, 512 samples, refresh 10, ema 0.9, causality 1,
+ * offpolicy 0,
  * 256 points, 4 groups, widen over 1000 steps, squared penalty (Huber delta 1), lambda 1 after
  * 200 warm-up steps ramped over 500, reverse-KL boundary batch 256. */
 tf_loss_config tf_loss_defaults(void);

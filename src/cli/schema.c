@@ -120,6 +120,9 @@ const tf_cfg_key tf_cli_schema[] = {
      "weight of the previous <A>_c in the exponential average"},
     {"loss", "causality", TF_CFG_REAL, "1", 0, 1e6, NULL,
      "causality epsilon: grid weights exp(-eps S_k); 0: uniform"},
+    {"loss", "offpolicy", TF_CFG_REAL, "0", 0, 1, NULL,
+     "grid TRADE: fraction of evaluation points sampled at another grid point (drawn from "
+     "the same weights) and evaluated at their own; 0: all sampled at their own"},
     {"loss", "points", TF_CFG_INT, "256", 1, 1e7, NULL,
      "TRADE evaluation points (reverse KL: samples) per step"},
     {"loss", "groups", TF_CFG_INT, "4", 1, 1e6, NULL,
@@ -313,6 +316,7 @@ int tf_cli_loss_config(const tf_config *c, const tf_physics *phys, const tf_cli_
   l.refresh = tf_config_int(c, "loss", "refresh");
   l.ema = tf_config_real(c, "loss", "ema");
   l.causality = tf_config_real(c, "loss", "causality");
+  l.offpolicy = tf_config_real(c, "loss", "offpolicy");
   l.points = tf_config_int(c, "loss", "points");
   l.groups = tf_config_int(c, "loss", "groups");
   l.widen_steps = tf_config_int(c, "loss", "widen_steps");

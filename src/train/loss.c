@@ -13,6 +13,8 @@
  *   TF_RNG_LATENT         evaluation points / reverse-KL samples of the step (this rank)
  *   TF_RNG_COND           grid indices and condition values of the step (this rank)
  *   TF_RNG_USER + 200     reverse-KL samples of the boundary term (this rank)
+ *   TF_RNG_USER + 201     grid: which points are off-policy, and their sampling conditions
+ *                         (this rank; not drawn at all when offpolicy = 0)
  *
  * Over P ranks (DESIGN.md section 6) the condition range is stratified, and each rank's term
  * is an unbiased estimate of its stratum's share, so that the mean over ranks (what the
@@ -38,7 +40,12 @@
 #include "tradeflow/rng.h"
 #include "tradeflow/stats.h"
 
-enum { MAX_GRID = 64, RNG_REFRESH = TF_RNG_USER + 1, RNG_BOUNDARY = TF_RNG_USER + 200 };
+enum {
+  MAX_GRID = 64,
+  RNG_REFRESH = TF_RNG_USER + 1,
+  RNG_BOUNDARY = TF_RNG_USER + 200,
+  RNG_OFFPOLICY = TF_RNG_USER + 201
+};
 static const double PI = 3.14159265358979323846;
 
 struct tf_loss_state {
@@ -57,7 +64,7 @@ struct tf_loss_state {
   double ratio;               /* adaptive: running |g_b| / |g_e| (0: none yet) */
   double last_b, last_e, last_lambda;
   /* double scratch, grown as needed (outside the per-sample loops) */
-  double *xd, *cd, *lq, *dq, *gx, *w;
+  double *xd, *cd, *cs, *lq, *dq, *gx, *w;
   int64_t cap;
   int64_t *idx;
 };
@@ -130,15 +137,19 @@ int tf_loss_check(const tf_loss_config *c, const tf_flow *flow, int have_data) {
                       tf_physics_describe(c->physics), tf_physics_dim(c->physics),
                       tf_flow_get_config(flow)->dim);
   }
+  if (c->offpolicy != 0 && !(c->kind == TF_LOSS_TRADE && c->variant == TF_TRADE_GRID))
+    return tf_error(TF_EINVAL, "loss %s: offpolicy = %g applies to the grid variant of TRADE "
+                    "only (the continuous variant reweights its points from c0)", k, c->offpolicy);
   if (tf_loss_uses_data(c) && !have_data)
     return tf_error(TF_EINVAL, "loss %s: this configuration trains on data at c0 (NLL boundary, "
                     "reweighting or data-sourced evaluation points) but there is no data", k);
   if (c->grid_points < 2 || c->grid_points > MAX_GRID || c->grid_samples < 2 || c->refresh < 1 ||
-      !(c->ema >= 0 && c->ema < 1) || !(c->causality >= 0) || c->points < 1 || c->groups < 1 ||
+      !(c->ema >= 0 && c->ema < 1) || !(c->causality >= 0) ||
+      !(c->offpolicy >= 0 && c->offpolicy <= 1) || c->points < 1 || c->groups < 1 ||
       c->points < c->groups || c->widen_steps < 0 || !(c->huber_delta > 0) ||
       !(c->lambda >= 0) || c->lambda_warmup < 0 || c->lambda_ramp < 0 || c->boundary_batch < 1)
     return tf_error(TF_ERANGE, "loss %s: need 2 <= grid_points <= %d, grid_samples >= 2, "
-                    "refresh >= 1, 0 <= ema < 1, causality >= 0, points >= groups >= 1, "
+                    "refresh >= 1, 0 <= ema < 1, causality >= 0, 0 <= offpolicy <= 1, points >= groups >= 1, "
                     "huber_delta > 0, lambda >= 0, non-negative step counts", k, MAX_GRID);
   return TF_OK;
 }
@@ -146,16 +157,18 @@ int tf_loss_check(const tf_loss_config *c, const tf_flow *flow, int have_data) {
 static int grow(tf_loss_state *ls, int64_t n) {
   if (n <= ls->cap) return TF_OK;
   const int64_t D = ls->D;
-  free(ls->xd), free(ls->cd), free(ls->lq), free(ls->dq), free(ls->gx), free(ls->w), free(ls->idx);
+  free(ls->xd), free(ls->cd), free(ls->cs), free(ls->lq), free(ls->dq), free(ls->gx), free(ls->w);
+  free(ls->idx);
   ls->xd = malloc((size_t)(n * D) * sizeof(double));
   ls->gx = malloc((size_t)(n * D) * sizeof(double));
   ls->cd = malloc((size_t)n * sizeof(double));
+  ls->cs = malloc((size_t)n * sizeof(double));
   ls->lq = malloc((size_t)n * sizeof(double));
   ls->dq = malloc((size_t)n * sizeof(double));
   ls->w = malloc((size_t)n * sizeof(double));
   ls->idx = malloc((size_t)n * sizeof(int64_t));
   ls->cap = n;
-  if (!ls->xd || !ls->gx || !ls->cd || !ls->lq || !ls->dq || !ls->w || !ls->idx) {
+  if (!ls->xd || !ls->gx || !ls->cd || !ls->cs || !ls->lq || !ls->dq || !ls->w || !ls->idx) {
     ls->cap = 0;
     return tf_error(TF_ENOMEM, "loss: out of memory for %lld samples", (long long)n);
   }
@@ -213,7 +226,8 @@ tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_flow *flow, uint64_t
 
 void tf_loss_destroy(tf_loss_state *ls) {
   if (!ls) return;
-  free(ls->xd), free(ls->cd), free(ls->lq), free(ls->dq), free(ls->gx), free(ls->w), free(ls->idx);
+  free(ls->xd), free(ls->cd), free(ls->cs), free(ls->lq), free(ls->dq), free(ls->gx), free(ls->w);
+  free(ls->idx);
   free(ls->sum_tmp);
   free(ls);
 }
@@ -455,11 +469,25 @@ static tf_tensor *trade_grid(tf_loss_state *ls, tf_ctx *ctx, int64_t step) {
     int k = 0;
     while (k < last && (wr[k] == 0 || u >= wr[k])) u -= wr[k++];
     ls->idx[i] = k;
-    ls->cd[i] = ls->grid[k];
+    ls->cd[i] = ls->cs[i] = ls->grid[k];
+  }
+  /* off-policy points: sampled at a grid point drawn from the full weights (not this rank's
+   * stratum: where x comes from is not a share of the objective), evaluated at their own */
+  if (cfg->offpolicy > 0) {
+    tf_rng_init(&r, ls->seed, (uint32_t)rank, RNG_OFFPOLICY, (uint32_t)step);
+    for (int64_t i = 0; i < n; i++) {
+      const double v = tf_rng_uniform(&r), u0 = tf_rng_uniform(&r);
+      if (v >= cfg->offpolicy) continue;
+      double u = u0 * tot;
+      int k = 0;
+      while (k < K - 1 && u >= wk[k]) u -= wk[k++];
+      ls->cs[i] = ls->grid[k];
+    }
   }
   tf_rng_init(&r, ls->seed, (uint32_t)rank, TF_RNG_LATENT, (uint32_t)step);
   tf_tensor *c = cond_tensor(ctx, n, ls->cd);
-  tf_tensor *x = c ? sample_detached(ls, ctx, c, n, &r, NULL) : NULL;
+  tf_tensor *cs = cfg->offpolicy > 0 ? cond_tensor(ctx, n, ls->cs) : c;
+  tf_tensor *x = c && cs ? sample_detached(ls, ctx, cs, n, &r, NULL) : NULL;
   if (!x || energies(ls, ctx, x, n, 0) != TF_OK) return NULL;
   tf_tensor *off = tf_new2(ctx, n, 1); /* A - <A>_c */
   if (!off) return NULL;

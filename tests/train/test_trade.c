@@ -152,12 +152,13 @@ static void check_family(model *m, double T, double *rel_err, double *ess) {
   tf_ctx_destroy(ctx);
 }
 
-static void learn_family(int variant, int penalty, int adaptive) {
+static void learn_family(int variant, int penalty, int adaptive, double offpolicy) {
   model m = make_model();
   tf_train_config tc = trade_cfg(1500, NULL);
   tc.loss.variant = variant;
   tc.loss.penalty = penalty;
   tc.loss.adaptive = adaptive;
+  tc.loss.offpolicy = offpolicy;
   tc.loss.widen_steps = 500;
   tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, dataset());
   assert_non_null(t);
@@ -168,10 +169,10 @@ static void learn_family(int variant, int penalty, int adaptive) {
   for (int k = 0; k < 3; k++) {
     double err, ess;
     check_family(&m, Ts[k], &err, &ess);
-    printf("%s%s%s: T = %.2f: relative RMS error of d/dT log p %.4f, Kish ESS %.4f\n",
+    printf("%s%s%s%s: T = %.2f: relative RMS error of d/dT log p %.4f, Kish ESS %.4f\n",
            variant == TF_TRADE_GRID ? "grid" : "continuous",
-           penalty == TF_PENALTY_HUBER ? ", huber" : "", adaptive ? ", adaptive" : "", Ts[k], err,
-           ess);
+           penalty == TF_PENALTY_HUBER ? ", huber" : "", adaptive ? ", adaptive" : "",
+           offpolicy > 0 ? ", off-policy points" : "", Ts[k], err, ess);
     assert_true(err < 0.15);
     assert_true(ess > 0.9);
   }
@@ -180,12 +181,19 @@ static void learn_family(int variant, int penalty, int adaptive) {
 
 static void test_grid_learns_the_gaussian_family(void **state) {
   (void)state;
-  learn_family(TF_TRADE_GRID, TF_PENALTY_SQUARE, 0);
+  learn_family(TF_TRADE_GRID, TF_PENALTY_SQUARE, 0, 0);
+}
+
+/* Half the evaluation points sampled at another grid point: the same family, so the target
+ * A and <A> must be those of the point's own condition, not of where x came from. */
+static void test_grid_offpolicy_learns_the_gaussian_family(void **state) {
+  (void)state;
+  learn_family(TF_TRADE_GRID, TF_PENALTY_SQUARE, 0, 0.5);
 }
 
 static void test_continuous_learns_the_gaussian_family(void **state) {
   (void)state;
-  learn_family(TF_TRADE_CONTINUOUS, TF_PENALTY_HUBER, 1);
+  learn_family(TF_TRADE_CONTINUOUS, TF_PENALTY_HUBER, 1, 0);
 }
 
 /* The untrained flow at T != T0 is N(0, I): the checks above can fail. */
@@ -273,6 +281,14 @@ static void test_loss_checks(void **state) {
   tc.loss.grid_points = 1;
   assert_null(tf_trainer_create(&tc, m.f, m.p, dataset()));
   assert_non_null(strstr(tf_errmsg(), "grid_points"));
+  tc = trade_cfg(10, NULL);
+  tc.loss.offpolicy = 1.5;
+  assert_null(tf_trainer_create(&tc, m.f, m.p, dataset()));
+  assert_non_null(strstr(tf_errmsg(), "0 <= offpolicy <= 1"));
+  tc.loss.offpolicy = 0.5;
+  tc.loss.variant = TF_TRADE_CONTINUOUS;
+  assert_null(tf_trainer_create(&tc, m.f, m.p, dataset()));
+  assert_non_null(strstr(tf_errmsg(), "offpolicy = 0.5 applies to the grid variant"));
   drop(&m);
   /* an unconditional flow cannot learn a family */
   tf_flow_config fc = tf_flow_defaults(D);
@@ -293,6 +309,7 @@ int main(void) {
       cmocka_unit_test(test_untrained_flow_fails_the_check),
       cmocka_unit_test(test_resume_is_bit_identical),
       cmocka_unit_test(test_grid_learns_the_gaussian_family),
+      cmocka_unit_test(test_grid_offpolicy_learns_the_gaussian_family),
       cmocka_unit_test(test_continuous_learns_the_gaussian_family),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
