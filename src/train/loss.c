@@ -149,8 +149,9 @@ int tf_loss_check(const tf_loss_config *c, const tf_flow *flow, int have_data) {
       c->points < c->groups || c->widen_steps < 0 || !(c->huber_delta > 0) ||
       !(c->lambda >= 0) || c->lambda_warmup < 0 || c->lambda_ramp < 0 || c->boundary_batch < 1)
     return tf_error(TF_ERANGE, "loss %s: need 2 <= grid_points <= %d, grid_samples >= 2, "
-                    "refresh >= 1, 0 <= ema < 1, causality >= 0, 0 <= offpolicy <= 1, points >= groups >= 1, "
-                    "huber_delta > 0, lambda >= 0, non-negative step counts", k, MAX_GRID);
+                    "refresh >= 1, 0 <= ema < 1, causality >= 0, 0 <= offpolicy <= 1, "
+                    "points >= groups >= 1, huber_delta > 0, lambda >= 0, non-negative step "
+                    "counts", k, MAX_GRID);
   return TF_OK;
 }
 
