@@ -125,7 +125,8 @@ int tf_eval_result_read(const char *path, tf_eval_result *r);
  *     widened 1.5x about its centre (up to 10 times) until the exact mass inside is
  *     >= 1 - 1e-6; kl_err = |KL(h) - KL(2h)| from the every-other-point subgrid.
  * Uses ctx (reset on return).  Deterministic in (seed, index) and independent of the chunk
- * size.  `note` (may be NULL) receives warnings ("" if none), separated by "; ". */
+ * size.  `note` (may be NULL) receives warnings ("" if none), separated by "; ", among them
+ * one whenever ESS/N < 0.1: below it the error bars of both estimators can be too small. */
 typedef struct {
   int64_t n;         /* flow samples (>= 2) */
   int64_t chunk;     /* sampling batch (0: 256; the results do not depend on it) */

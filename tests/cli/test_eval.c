@@ -329,6 +329,27 @@ static void test_derived_blocks_ignore_unused(void **state) {
   tf_eval_result_free(&res);
 }
 
+/* The identity flow against the double well has ESS/N 0.03 at T = 0.1 (its wells are narrow
+ * against N(0, I)) and 0.30 at T = 1.1: the low-ESS warning appears once, for T = 0.1. */
+static void test_low_ess_note(void **state) {
+  (void)state;
+  const int st = run("eval run_dw/checkpoint.h5 --conditions 0.1,1.1 --n 4000 --imh-n 4000 "
+                     "--bootstrap 20 --out lowess.h5");
+  if (st != 0) fail_msg("eval exit %d:\n%s", st, out);
+  const char *warn = "below 0.1: the reweighted and IMH error bars rest on few effective samples";
+  const char *first = strstr(out, warn);
+  if (!first) fail_msg("no low-ESS note:\n%s", out);
+  if (strstr(first + 1, warn)) fail_msg("the low-ESS note appears twice:\n%s", out);
+  /* it belongs to the T = 0.1 row, which precedes the T = 1.1 row */
+  const char *row1 = strstr(out, "T = 1.1");
+  assert_non_null(row1);
+  assert_true(first < row1);
+  tf_eval_result r;
+  assert_int_equal(tf_eval_result_read(path_of("lowess.h5"), &r), TF_OK);
+  assert_true(r.col[TF_EV_ESS][0] < 0.1 && r.col[TF_EV_ESS][1] > 0.1);
+  tf_eval_result_free(&r);
+}
+
 static void test_bad_inputs(void **state) {
   (void)state;
   /* a checkpoint without physics: only the NLL mode applies */
@@ -372,6 +393,7 @@ int main(void) {
       cmocka_unit_test(test_defaults_and_reference_rows),
       cmocka_unit_test(test_plot),
       cmocka_unit_test(test_derived_blocks_ignore_unused),
+      cmocka_unit_test(test_low_ess_note),
       cmocka_unit_test(test_bad_inputs),
   };
   return cmocka_run_group_tests(tests, setup, cli_teardown);
