@@ -361,13 +361,6 @@ int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
   if (st == TF_OK) st = tf_physics_observables(p, n, x, cvec, obs);
   /* importance sampling: point estimates, then errors from one set of resamples */
   if (st == TF_OK) st = tf_stats_ess(n, lw, &r->col[TF_EV_ESS][row]);
-  if (st == TF_OK) st = tf_stats_log_z(n, lw, &r->col[TF_EV_LOGZ][row], NULL);
-  for (int k = 0; st == TF_OK && k < M; k++)
-    st = tf_stats_snis_mean(n, lw, obs + k, M, &r->tab[TF_EV_OBS_RW][row * Mt + k], NULL);
-  if (st == TF_OK) {
-    tf_rng_init(&rng, cfg->seed, 0, TF_RNG_USER + 1, (uint32_t)index);
-    st = tf_stats_is_bootstrap(n, lw, M, obs, cfg->bootstrap, &rng, err);
-  }
   /* Below this the error bars of both estimators rest on the few samples that carry the
    * weight, and a region the flow misses shows in neither the mean nor its error: in the phi^4
    * runs of docs/RESULTS-phi4.md every IMH pull above 3.1 sat at ESS/N <= 0.053. */
@@ -375,6 +368,13 @@ int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
   if (st == TF_OK && r->col[TF_EV_ESS][row] < ess_warn)
     add_note(note, note_len, "ESS/N = %.3g below %g: the reweighted and IMH error bars rest on "
              "few effective samples and may be too small", r->col[TF_EV_ESS][row], ess_warn);
+  if (st == TF_OK) st = tf_stats_log_z(n, lw, &r->col[TF_EV_LOGZ][row], NULL);
+  for (int k = 0; st == TF_OK && k < M; k++)
+    st = tf_stats_snis_mean(n, lw, obs + k, M, &r->tab[TF_EV_OBS_RW][row * Mt + k], NULL);
+  if (st == TF_OK) {
+    tf_rng_init(&rng, cfg->seed, 0, TF_RNG_USER + 1, (uint32_t)index);
+    st = tf_stats_is_bootstrap(n, lw, M, obs, cfg->bootstrap, &rng, err);
+  }
   if (st == TF_OK) {
     r->col[TF_EV_ESS_ERR][row] = err[0];
     r->col[TF_EV_LOGZ_ERR][row] = err[1];

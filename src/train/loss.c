@@ -433,6 +433,14 @@ static double slice_draw(const tf_loss_state *ls, double a, double b, double u) 
   return exp(a + (b - a) / ls->dist.size * (ls->dist.rank + u));
 }
 
+/* The index k <= last that u in [0, sum w) falls into, by cumulative weight; zero weights are
+ * never chosen. */
+static int pick_weighted(const double *w, int last, double u) {
+  int k = 0;
+  while (k < last && (w[k] == 0 || u >= w[k])) u -= w[k++];
+  return k;
+}
+
 /* Grid variant: evaluation points at grid conditions drawn by causality weight. */
 static tf_tensor *trade_grid(tf_loss_state *ls, tf_ctx *ctx, int64_t step) {
   const tf_loss_config *cfg = &ls->cfg;
@@ -466,9 +474,7 @@ static tf_tensor *trade_grid(tf_loss_state *ls, tf_ctx *ctx, int64_t step) {
   tf_rng r;
   tf_rng_init(&r, ls->seed, (uint32_t)rank, TF_RNG_COND, (uint32_t)step);
   for (int64_t i = 0; i < n; i++) {
-    double u = tf_rng_uniform(&r) * mine;
-    int k = 0;
-    while (k < last && (wr[k] == 0 || u >= wr[k])) u -= wr[k++];
+    const int k = pick_weighted(wr, last, tf_rng_uniform(&r) * mine);
     ls->idx[i] = k;
     ls->cd[i] = ls->cs[i] = ls->grid[k];
   }
@@ -479,10 +485,7 @@ static tf_tensor *trade_grid(tf_loss_state *ls, tf_ctx *ctx, int64_t step) {
     for (int64_t i = 0; i < n; i++) {
       const double v = tf_rng_uniform(&r), u0 = tf_rng_uniform(&r);
       if (v >= cfg->offpolicy) continue;
-      double u = u0 * tot;
-      int k = 0;
-      while (k < K - 1 && u >= wk[k]) u -= wk[k++];
-      ls->cs[i] = ls->grid[k];
+      ls->cs[i] = ls->grid[pick_weighted(wk, K - 1, u0 * tot)];
     }
   }
   tf_rng_init(&r, ls->seed, (uint32_t)rank, TF_RNG_LATENT, (uint32_t)step);

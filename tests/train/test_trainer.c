@@ -31,6 +31,11 @@ static int setup(void **state) {
   return mkdtemp(tmpdir) ? 0 : -1;
 }
 
+/* path of a file in this suite's temporary directory */
+static void tmp_path(char *buf, size_t len, const char *name) {
+  snprintf(buf, len, "%s/%s", tmpdir, name);
+}
+
 static int teardown(void **state) {
   (void)state;
   char cmd[300];
@@ -128,8 +133,8 @@ static void test_resume_bit_identical(void **state) {
   data dd = data_make();
   tf_dataset ds = dd.ds;
   char pa[300], pb[300];
-  snprintf(pa, sizeof pa, "%s/a.h5", tmpdir);
-  snprintf(pb, sizeof pb, "%s/b.h5", tmpdir);
+  tmp_path(pa, sizeof pa, "a.h5");
+  tmp_path(pb, sizeof pb, "b.h5");
   for (int actnorm = 0; actnorm <= 1; actnorm++) {
     /* A: 200 steps in one go */
     model a = make_model(actnorm);
@@ -191,8 +196,8 @@ static void test_parameter_average(void **state) {
   data dd = data_make();
   tf_dataset ds = dd.ds;
   char pa[300], pb[300];
-  snprintf(pa, sizeof pa, "%s/ema_a.h5", tmpdir);
-  snprintf(pb, sizeof pb, "%s/ema_b.h5", tmpdir);
+  tmp_path(pa, sizeof pa, "ema_a.h5");
+  tmp_path(pb, sizeof pb, "ema_b.h5");
   model a = make_model(0), b = make_model(0);
   tf_train_config tc = train_cfg(pa, 120), tb = train_cfg(pb, 120);
   tc.optim.ema_decay = tb.optim.ema_decay = 0.95;
@@ -239,7 +244,7 @@ static void test_parameter_average(void **state) {
   assert_true(diff > 1e-4);
   /* a run with no accepted step averages nothing: the average is the parameters */
   char p0[300];
-  snprintf(p0, sizeof p0, "%s/ema_0.h5", tmpdir);
+  tmp_path(p0, sizeof p0, "ema_0.h5");
   model z = make_model(0);
   tf_train_config t0 = train_cfg(p0, 0);
   t0.optim.ema_decay = 0.95;
@@ -278,7 +283,7 @@ static void test_nonfinite_stops_and_keeps_checkpoint(void **state) {
   tf_dataset ds = dd.ds;
   double *x = dd.x;
   char p[300];
-  snprintf(p, sizeof p, "%s/good.h5", tmpdir);
+  tmp_path(p, sizeof p, "good.h5");
   model m = make_model(0);
   tf_train_config tc = train_cfg(p, 40);
   tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, &ds);
