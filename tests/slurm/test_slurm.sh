@@ -143,10 +143,12 @@ wait_for() {
 }
 is_state() { [ "$(jfield "$1" JobState)" = "$2" ]; }
 held() { is_state "$1" PENDING && [ "$(jfield "$1" Reason)" = BeginTime ]; }
-# a requeued job waits for its BeginTime (about 2 minutes in SLURM 22.05): start it now
+# a requeued job waits for its BeginTime (about 2 minutes in SLURM 22.05): start it in 3 s.
+# Not now: slurmd rejects a credential created in the same second as the requeue revoked the
+# old one ("Job credential revoked"), and slurmctld then kills the job (seen once in CI).
 release() {
   wait_for 30 "job $1 to be requeued (PENDING, Reason=BeginTime)" held "$1"
-  scontrol update JobId="$1" StartTime=now || fail "scontrol update JobId=$1 StartTime=now"
+  scontrol update JobId="$1" StartTime=now+3 || fail "scontrol update JobId=$1 StartTime=now+3"
 }
 expect_done() { # expect_done JOB STATE EXITCODE
   wait_for 240 "job $1 to finish" terminal "$1"
