@@ -91,7 +91,11 @@ int tf_flow_draw(tf_flow *flow, tf_ctx *ctx, double c, int64_t n, int64_t chunk,
  *                fraction f of the points (each independently) is drawn instead at a second
  *                grid point k' from the same weights, x ~ p(.|c_k'), and still evaluated at
  *                c_k: the identity holds for every x, and on-policy points alone leave
- *                unpenalised the regions that p(.|c_k) wrongly leaves empty;
+ *                unpenalised the regions that p(.|c_k) wrongly leaves empty.  For the same
+ *                reason `augment` replaces every point by a random symmetry image of the
+ *                physics module (tf_physics_augment) and `noise` sigma then adds N(0, sigma^2)
+ *                to each coordinate (units of x), as the reference implementation of TRADE
+ *                does on the lattice (0.38 there);
  *     continuous `groups` conditions per step drawn log-uniformly from a range that widens
  *                linearly in log c from c0 to [c_min, c_max] over `widen_steps`; evaluation
  *                points (points / groups per condition) are flow samples at c0 (or data rows
@@ -129,6 +133,8 @@ typedef struct {
   double causality;          /* epsilon >= 0 of the causality weights; 0: uniform */
   double offpolicy;          /* grid: fraction in [0, 1] of evaluation points sampled at
                                 another grid point (0: all at their own, the default) */
+  double noise;              /* grid: sd of Gaussian noise added to the evaluation points (0) */
+  int augment;               /* grid: evaluation points replaced by symmetry images (0) */
   int64_t points;            /* TRADE evaluation points / reverse-KL samples per step */
   int64_t groups;            /* conditions per step (continuous, reweight) */
   int64_t widen_steps;       /* continuous: steps until the full range is reached */
@@ -145,7 +151,7 @@ typedef struct {
 } tf_loss_config;
 
 /* NLL; TRADE settings: grid of 16 points, 512 samples, refresh 10, ema 0.9, causality 1,
- * offpolicy 0,
+ * offpolicy 0, noise 0, augment 0,
  * 256 points, 4 groups, widen over 1000 steps, squared penalty (Huber delta 1), lambda 1 after
  * 200 warm-up steps ramped over 500, reverse-KL boundary batch 256. */
 tf_loss_config tf_loss_defaults(void);

@@ -123,6 +123,10 @@ const tf_cfg_key tf_cli_schema[] = {
     {"loss", "offpolicy", TF_CFG_REAL, "0", 0, 1, NULL,
      "grid TRADE: fraction of evaluation points sampled at another grid point (drawn from "
      "the same weights) and evaluated at their own; 0: all sampled at their own"},
+    {"loss", "noise", TF_CFG_REAL, "0", 0, 1e6, NULL,
+     "grid TRADE: sd of Gaussian noise added to every coordinate of the evaluation points"},
+    {"loss", "augment", TF_CFG_BOOL, "false", UNB, NULL,
+     "grid TRADE: evaluation points replaced by random symmetry images (physics module)"},
     {"loss", "points", TF_CFG_INT, "256", 1, 1e7, NULL,
      "TRADE evaluation points (reverse KL: samples) per step"},
     {"loss", "groups", TF_CFG_INT, "4", 1, 1e6, NULL,
@@ -317,6 +321,8 @@ int tf_cli_loss_config(const tf_config *c, const tf_physics *phys, const tf_cli_
   l.ema = tf_config_real(c, "loss", "ema");
   l.causality = tf_config_real(c, "loss", "causality");
   l.offpolicy = tf_config_real(c, "loss", "offpolicy");
+  l.noise = tf_config_real(c, "loss", "noise");
+  l.augment = tf_config_bool(c, "loss", "augment");
   l.points = tf_config_int(c, "loss", "points");
   l.groups = tf_config_int(c, "loss", "groups");
   l.widen_steps = tf_config_int(c, "loss", "widen_steps");

@@ -15,6 +15,8 @@
  *   TF_RNG_USER + 200     reverse-KL samples of the boundary term (this rank)
  *   TF_RNG_USER + 201     grid: which points are off-policy, and their sampling conditions
  *                         (this rank; not drawn at all when offpolicy = 0)
+ *   TF_RNG_USER + 202     grid: the symmetry images, then the noise, of the evaluation points
+ *                         (this rank; not drawn at all when augment = 0 and noise = 0)
  *
  * Over P ranks (DESIGN.md section 6) the condition range is stratified, and each rank's term
  * is an unbiased estimate of its stratum's share, so that the mean over ranks (what the
@@ -44,7 +46,8 @@ enum {
   MAX_GRID = 64,
   RNG_REFRESH = TF_RNG_USER + 1,
   RNG_BOUNDARY = TF_RNG_USER + 200,
-  RNG_OFFPOLICY = TF_RNG_USER + 201
+  RNG_OFFPOLICY = TF_RNG_USER + 201,
+  RNG_SPREAD = TF_RNG_USER + 202
 };
 static const double PI = 3.14159265358979323846;
 
@@ -137,20 +140,30 @@ int tf_loss_check(const tf_loss_config *c, const tf_flow *flow, int have_data) {
                       tf_physics_describe(c->physics), tf_physics_dim(c->physics),
                       tf_flow_get_config(flow)->dim);
   }
-  if (c->offpolicy != 0 && !(c->kind == TF_LOSS_TRADE && c->variant == TF_TRADE_GRID))
+  const int grid = c->kind == TF_LOSS_TRADE && c->variant == TF_TRADE_GRID;
+  if (c->offpolicy != 0 && !grid)
     return tf_error(TF_EINVAL, "loss %s: offpolicy = %g applies to the grid variant of TRADE "
                     "only (the continuous variant reweights its points from c0)", k, c->offpolicy);
+  if ((c->noise != 0 || c->augment) && !grid)
+    return tf_error(TF_EINVAL, "loss %s: noise = %g and augment = %d apply to the grid variant "
+                    "of TRADE only (the continuous variant reweights its points from c0)", k,
+                    c->noise, c->augment);
+  if (c->augment && (!c->physics || c->energy_free || !tf_physics_augment_group(c->physics)))
+    return tf_error(TF_EUNSUP, "loss %s: augment = 1 needs a physics module with a symmetry "
+                    "group (%s has none)", k,
+                    c->physics && !c->energy_free ? tf_physics_name(c->physics) : "energy-free");
   if (tf_loss_uses_data(c) && !have_data)
     return tf_error(TF_EINVAL, "loss %s: this configuration trains on data at c0 (NLL boundary, "
                     "reweighting or data-sourced evaluation points) but there is no data", k);
   if (c->grid_points < 2 || c->grid_points > MAX_GRID || c->grid_samples < 2 || c->refresh < 1 ||
       !(c->ema >= 0 && c->ema < 1) || !(c->causality >= 0) ||
-      !(c->offpolicy >= 0 && c->offpolicy <= 1) || c->points < 1 || c->groups < 1 ||
+      !(c->offpolicy >= 0 && c->offpolicy <= 1) || !(c->noise >= 0 && isfinite(c->noise)) ||
+      c->points < 1 || c->groups < 1 ||
       c->points < c->groups || c->widen_steps < 0 || !(c->huber_delta > 0) ||
       !(c->lambda >= 0) || c->lambda_warmup < 0 || c->lambda_ramp < 0 || c->boundary_batch < 1)
     return tf_error(TF_ERANGE, "loss %s: need 2 <= grid_points <= %d, grid_samples >= 2, "
-                    "refresh >= 1, 0 <= ema < 1, causality >= 0, 0 <= offpolicy <= 1, "
-                    "points >= groups >= 1, huber_delta > 0, lambda >= 0, non-negative step "
+                    "refresh >= 1, 0 <= ema < 1, causality >= 0, 0 <= offpolicy <= 1, finite "
+                    "noise >= 0, points >= groups >= 1, huber_delta > 0, lambda >= 0, non-negative step "
                     "counts", k, MAX_GRID);
   return TF_OK;
 }
@@ -441,6 +454,29 @@ static int pick_weighted(const double *w, int last, double u) {
   return k;
 }
 
+/* Spread the n evaluation points of x (ls->xd in double) beyond where the flow puts its mass:
+ * each is replaced by a random symmetry image (augment) and then moved by N(0, noise^2) per
+ * coordinate.  The identity behind the residual holds at every x, so the fixed point is the
+ * same; what changes is where the residual is enforced, and points the flow would never draw
+ * (the tails it wrongly leaves empty) are penalised too.  x and ls->xd stay equal. */
+static int spread(tf_loss_state *ls, tf_tensor *x, int64_t n, int64_t step) {
+  const tf_loss_config *cfg = &ls->cfg;
+  if (!cfg->augment && cfg->noise == 0) return TF_OK;
+  const int64_t m = n * ls->D;
+  tf_rng r;
+  tf_rng_init(&r, ls->seed, (uint32_t)ls->dist.rank, RNG_SPREAD, (uint32_t)step);
+  if (cfg->augment) {
+    const int rc = tf_physics_augment(cfg->physics, n, ls->xd, &r);
+    if (rc != TF_OK) return rc;
+  }
+  for (int64_t i = 0; i < m; i++) {
+    const double v = ls->xd[i] + (cfg->noise > 0 ? cfg->noise * tf_rng_normal(&r) : 0);
+    x->data[i] = (tf_real)v;
+    ls->xd[i] = (double)x->data[i];
+  }
+  return TF_OK;
+}
+
 /* Grid variant: evaluation points at grid conditions drawn by causality weight. */
 static tf_tensor *trade_grid(tf_loss_state *ls, tf_ctx *ctx, int64_t step) {
   const tf_loss_config *cfg = &ls->cfg;
@@ -492,7 +528,7 @@ static tf_tensor *trade_grid(tf_loss_state *ls, tf_ctx *ctx, int64_t step) {
   tf_tensor *c = cond_tensor(ctx, n, ls->cd);
   tf_tensor *cs = cfg->offpolicy > 0 ? cond_tensor(ctx, n, ls->cs) : c;
   tf_tensor *x = c && cs ? sample_detached(ls, ctx, cs, n, &r, NULL) : NULL;
-  if (!x || energies(ls, ctx, x, n, 0) != TF_OK) return NULL;
+  if (!x || spread(ls, x, n, step) != TF_OK || energies(ls, ctx, x, n, 0) != TF_OK) return NULL;
   tf_tensor *off = tf_new2(ctx, n, 1); /* A - <A>_c */
   if (!off) return NULL;
   for (int64_t i = 0; i < n; i++) off->data[i] = (tf_real)(ls->dq[i] - ls->A[ls->idx[i]]);

@@ -6,7 +6,8 @@
  * and samples at T = 0.5 and 2 must be near-perfect importance samples of N(0, T I).  The
  * flow's base is N(0, I) and its subnets see T: everything about T is learned through the
  * TRADE residual (the NLL term only ever sees T0).  Also: exact resumption with the grid state
- * in the checkpoint, and the loss checks.
+ * in the checkpoint (with noisy evaluation points, and with their symmetry images on a small
+ * phi^4 lattice), and the loss checks.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -22,6 +23,7 @@
 #include <cmocka.h>
 
 #include "tradeflow/h5io.h"
+#include "tradeflow/physics.h"
 #include "tradeflow/train.h"
 
 enum { NROWS = 20000, D = 2 };
@@ -53,9 +55,9 @@ typedef struct {
   tf_flow *f;
 } model;
 
-static model make_model(void) {
+static model make_model_d(int dim) {
   model m;
-  tf_flow_config fc = tf_flow_defaults(D);
+  tf_flow_config fc = tf_flow_defaults(dim);
   fc.n_blocks = 4;
   fc.hidden = 32;
   fc.embed_dim = 8;
@@ -66,6 +68,8 @@ static model make_model(void) {
   assert_int_equal(tf_flow_init(m.f), TF_OK);
   return m;
 }
+
+static model make_model(void) { return make_model_d(D); }
 
 static void drop(model *m) {
   tf_flow_destroy(m->f);
@@ -152,13 +156,14 @@ static void check_family(model *m, double T, double *rel_err, double *ess) {
   tf_ctx_destroy(ctx);
 }
 
-static void learn_family(int variant, int penalty, int adaptive, double offpolicy) {
+static void learn_family(int variant, int penalty, int adaptive, double offpolicy, double noise) {
   model m = make_model();
   tf_train_config tc = trade_cfg(1500, NULL);
   tc.loss.variant = variant;
   tc.loss.penalty = penalty;
   tc.loss.adaptive = adaptive;
   tc.loss.offpolicy = offpolicy;
+  tc.loss.noise = noise;
   tc.loss.widen_steps = 500;
   tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, dataset());
   assert_non_null(t);
@@ -169,10 +174,11 @@ static void learn_family(int variant, int penalty, int adaptive, double offpolic
   for (int k = 0; k < 3; k++) {
     double err, ess;
     check_family(&m, Ts[k], &err, &ess);
-    printf("%s%s%s%s: T = %.2f: relative RMS error of d/dT log p %.4f, Kish ESS %.4f\n",
+    printf("%s%s%s%s%s: T = %.2f: relative RMS error of d/dT log p %.4f, Kish ESS %.4f\n",
            variant == TF_TRADE_GRID ? "grid" : "continuous",
            penalty == TF_PENALTY_HUBER ? ", huber" : "", adaptive ? ", adaptive" : "",
-           offpolicy > 0 ? ", off-policy points" : "", Ts[k], err, ess);
+           offpolicy > 0 ? ", off-policy points" : "", noise > 0 ? ", noisy points" : "",
+           Ts[k], err, ess);
     assert_true(err < 0.15);
     assert_true(ess > 0.9);
   }
@@ -181,19 +187,26 @@ static void learn_family(int variant, int penalty, int adaptive, double offpolic
 
 static void test_grid_learns_the_gaussian_family(void **state) {
   (void)state;
-  learn_family(TF_TRADE_GRID, TF_PENALTY_SQUARE, 0, 0);
+  learn_family(TF_TRADE_GRID, TF_PENALTY_SQUARE, 0, 0, 0);
 }
 
 /* Half the evaluation points sampled at another grid point: the same family, so the target
  * A and <A> must be those of the point's own condition, not of where x came from. */
 static void test_grid_offpolicy_learns_the_gaussian_family(void **state) {
   (void)state;
-  learn_family(TF_TRADE_GRID, TF_PENALTY_SQUARE, 0, 0.5);
+  learn_family(TF_TRADE_GRID, TF_PENALTY_SQUARE, 0, 0.5, 0);
+}
+
+/* Evaluation points moved by N(0, 0.5^2) noise (sd 0.7 to 1.4 of the family over the range):
+ * the residual must be taken at the moved point, flow and target alike. */
+static void test_grid_noise_learns_the_gaussian_family(void **state) {
+  (void)state;
+  learn_family(TF_TRADE_GRID, TF_PENALTY_SQUARE, 0, 0, 0.5);
 }
 
 static void test_continuous_learns_the_gaussian_family(void **state) {
   (void)state;
-  learn_family(TF_TRADE_CONTINUOUS, TF_PENALTY_HUBER, 1, 0);
+  learn_family(TF_TRADE_CONTINUOUS, TF_PENALTY_HUBER, 1, 0, 0);
 }
 
 /* The untrained flow at T != T0 is N(0, I): the checks above can fail. */
@@ -211,54 +224,126 @@ static void read_state(const char *path, tf_params *p, tf_optim *o) {
   assert_int_equal(tf_checkpoint_load(path, p, o, NULL), TF_OK);
 }
 
-static void test_resume_is_bit_identical(void **state) {
-  (void)state;
+/* tc.steps steps in one run against 47 + resume, for a flow of dimension dim: the final
+ * parameters must agree bit for bit; they are copied to out (size of the flow's parameters)
+ * when out is not NULL. */
+static void resume_is_bit_identical(tf_train_config tc, int dim, const tf_dataset *ds,
+                                    tf_real *out) {
   char full[320], part[320];
   snprintf(full, sizeof full, "%s/full.h5", tmpdir);
   snprintf(part, sizeof part, "%s/part.h5", tmpdir);
-  /* steps cross the warm-up, a ramp and several refreshes (refresh 10; stop at 47) */
-  model a = make_model();
-  tf_train_config tc = trade_cfg(120, full);
-  tc.loss.lambda_warmup = 20;
-  tc.loss.lambda_ramp = 40;
-  tc.loss.adaptive = 1;
-  tf_trainer *t = tf_trainer_create(&tc, a.f, a.p, dataset());
+  model a = make_model_d(dim);
+  tc.checkpoint = full;
+  tf_trainer *t = tf_trainer_create(&tc, a.f, a.p, ds);
   assert_non_null(t);
   assert_int_equal(tf_trainer_run(t), TF_OK);
   tf_trainer_destroy(t);
 
-  model b = make_model();
+  model b = make_model_d(dim);
   tc.checkpoint = part;
   tc.max_steps_per_run = 47;
-  t = tf_trainer_create(&tc, b.f, b.p, dataset());
+  t = tf_trainer_create(&tc, b.f, b.p, ds);
   assert_int_equal(tf_trainer_run(t), TF_OK);
   assert_true(tf_trainer_stopped(t));
   tf_trainer_destroy(t);
   drop(&b);
-  b = make_model();
+  b = make_model_d(dim);
   tc.max_steps_per_run = 0;
-  t = tf_trainer_create(&tc, b.f, b.p, dataset());
+  t = tf_trainer_create(&tc, b.f, b.p, ds);
   assert_int_equal(tf_trainer_resume(t, part), TF_OK);
   assert_int_equal(tf_trainer_step(t), 47);
   assert_int_equal(tf_trainer_run(t), TF_OK);
   tf_trainer_destroy(t);
 
   tf_optim_config oc = tf_optim_defaults(TF_OPTIM_ADAM);
-  model ra = make_model(), rb = make_model();
+  model ra = make_model_d(dim), rb = make_model_d(dim);
   tf_optim *oa = tf_optim_create(&oc, tf_params_size(ra.p));
   tf_optim *ob = tf_optim_create(&oc, tf_params_size(rb.p));
   read_state(full, ra.p, oa);
   read_state(part, rb.p, ob);
-  assert_memory_equal(tf_params_values(ra.p), tf_params_values(rb.p),
-                      (size_t)tf_params_size(ra.p) * sizeof(tf_real));
-  assert_memory_equal(tf_params_values(a.p), tf_params_values(rb.p),
-                      (size_t)tf_params_size(ra.p) * sizeof(tf_real));
+  const size_t bytes = (size_t)tf_params_size(ra.p) * sizeof(tf_real);
+  assert_memory_equal(tf_params_values(ra.p), tf_params_values(rb.p), bytes);
+  assert_memory_equal(tf_params_values(a.p), tf_params_values(rb.p), bytes);
+  if (out) memcpy(out, tf_params_values(a.p), bytes);
   tf_optim_destroy(oa);
   tf_optim_destroy(ob);
   drop(&a);
   drop(&b);
   drop(&ra);
   drop(&rb);
+}
+
+/* Steps cross the warm-up, a ramp and several refreshes (refresh 10; stop at 47); with
+ * noise, the evaluation points' noise is drawn from the step's stream too. */
+static void test_resume_is_bit_identical(void **state) {
+  (void)state;
+  tf_train_config tc = trade_cfg(120, NULL);
+  tc.loss.lambda_warmup = 20;
+  tc.loss.lambda_ramp = 40;
+  tc.loss.adaptive = 1;
+  resume_is_bit_identical(tc, D, dataset(), NULL);
+  tc.loss.noise = 0.3;
+  resume_is_bit_identical(tc, D, dataset(), NULL);
+}
+
+/* Symmetry images of the evaluation points (phi^4 on a 4 x 4 lattice: sign flip x
+ * translations x D4), with noise, reverse-KL boundary: resumption is exact, so the images
+ * are drawn from the step's stream, and the option is live (other parameters without it). */
+static void test_symmetry_images_resume_exactly(void **state) {
+  (void)state;
+  tf_physics_opt o[2] = {{"L", "4"}, {"lambda", "0.02"}};
+  tf_physics *ph = NULL;
+  assert_int_equal(tf_physics_create("phi4", 2, o, &ph), TF_OK);
+  tf_train_config tc = trade_cfg(80, NULL);
+  tc.val_fraction = 0;
+  tc.batch = 64;
+  tc.loss.energy_free = 0;
+  tc.loss.physics = ph;
+  tc.loss.boundary = TF_BOUNDARY_RKL;
+  tc.loss.boundary_batch = 64;
+  tc.loss.c_min = 0.22;
+  tc.loss.c_max = 0.32;
+  tc.loss.c0 = 0.27;
+  tc.loss.grid_samples = 64;
+  tc.loss.points = 64;
+  tc.loss.lambda_warmup = 20;
+  tc.loss.lambda_ramp = 20;
+  tc.loss.penalty = TF_PENALTY_HUBER;
+  tc.loss.noise = 0.1;
+  tc.loss.augment = 1;
+  model m = make_model_d(16);
+  const size_t n = (size_t)tf_params_size(m.p);
+  drop(&m);
+  tf_real *with = malloc(n * sizeof *with), *without = malloc(n * sizeof *without);
+  assert_non_null(with);
+  assert_non_null(without);
+  resume_is_bit_identical(tc, 16, NULL, with);
+  tc.loss.augment = 0;
+  resume_is_bit_identical(tc, 16, NULL, without);
+  assert_memory_not_equal(with, without, n * sizeof *with);
+  /* the module's group is used: a module without one is refused */
+  tf_physics *gm = NULL;
+  assert_int_equal(tf_physics_create("gmm", 0, NULL, &gm), TF_OK);
+  tc.loss.physics = gm;
+  tc.loss.augment = 1;
+  tc.loss.c_min = 0.5;
+  tc.loss.c_max = 2;
+  tc.loss.c0 = 1;
+  m = make_model_d(2);
+  assert_null(tf_trainer_create(&tc, m.f, m.p, NULL));
+  assert_non_null(strstr(tf_errmsg(), "augment = 1 needs a physics module with a symmetry group"));
+  drop(&m);
+  tf_physics_destroy(gm);
+  tf_physics_destroy(ph);
+  free(with);
+  free(without);
+}
+
+/* tc is refused at trainer creation with a message containing what */
+static void refused(const tf_train_config *tc, model *m, const char *what) {
+  assert_null(tf_trainer_create(tc, m->f, m->p, dataset()));
+  if (!strstr(tf_errmsg(), what)) print_error("expected '%s' in: %s\n", what, tf_errmsg());
+  assert_non_null(strstr(tf_errmsg(), what));
 }
 
 static void test_loss_checks(void **state) {
@@ -270,25 +355,32 @@ static void test_loss_checks(void **state) {
   assert_non_null(strstr(tf_errmsg(), "no data"));
   /* reverse KL without physics */
   tc.loss.kind = TF_LOSS_REVERSE_KL;
-  assert_null(tf_trainer_create(&tc, m.f, m.p, dataset()));
-  assert_non_null(strstr(tf_errmsg(), "physics"));
+  refused(&tc, &m, "physics");
   /* a range that does not contain c0 */
   tc = trade_cfg(10, NULL);
   tc.loss.c0 = 3;
-  assert_null(tf_trainer_create(&tc, m.f, m.p, dataset()));
-  assert_non_null(strstr(tf_errmsg(), "c0"));
+  refused(&tc, &m, "c0");
   tc = trade_cfg(10, NULL);
   tc.loss.grid_points = 1;
-  assert_null(tf_trainer_create(&tc, m.f, m.p, dataset()));
-  assert_non_null(strstr(tf_errmsg(), "grid_points"));
+  refused(&tc, &m, "grid_points");
   tc = trade_cfg(10, NULL);
   tc.loss.offpolicy = 1.5;
-  assert_null(tf_trainer_create(&tc, m.f, m.p, dataset()));
-  assert_non_null(strstr(tf_errmsg(), "0 <= offpolicy <= 1"));
+  refused(&tc, &m, "0 <= offpolicy <= 1");
   tc.loss.offpolicy = 0.5;
   tc.loss.variant = TF_TRADE_CONTINUOUS;
-  assert_null(tf_trainer_create(&tc, m.f, m.p, dataset()));
-  assert_non_null(strstr(tf_errmsg(), "offpolicy = 0.5 applies to the grid variant"));
+  refused(&tc, &m, "offpolicy = 0.5 applies to the grid variant");
+  tc = trade_cfg(10, NULL);
+  tc.loss.noise = -0.1;
+  refused(&tc, &m, "finite noise >= 0");
+  tc.loss.noise = NAN;
+  refused(&tc, &m, "finite noise >= 0");
+  tc.loss.noise = 0.2;
+  tc.loss.variant = TF_TRADE_CONTINUOUS;
+  refused(&tc, &m, "noise = 0.2 and augment = 0 apply to the grid variant");
+  /* symmetry images need a physics module that has a group */
+  tc = trade_cfg(10, NULL);
+  tc.loss.augment = 1;
+  refused(&tc, &m, "augment = 1 needs a physics module");
   drop(&m);
   /* an unconditional flow cannot learn a family */
   tf_flow_config fc = tf_flow_defaults(D);
@@ -308,8 +400,10 @@ int main(void) {
       cmocka_unit_test(test_loss_checks),
       cmocka_unit_test(test_untrained_flow_fails_the_check),
       cmocka_unit_test(test_resume_is_bit_identical),
+      cmocka_unit_test(test_symmetry_images_resume_exactly),
       cmocka_unit_test(test_grid_learns_the_gaussian_family),
       cmocka_unit_test(test_grid_offpolicy_learns_the_gaussian_family),
+      cmocka_unit_test(test_grid_noise_learns_the_gaussian_family),
       cmocka_unit_test(test_continuous_learns_the_gaussian_family),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
