@@ -148,10 +148,12 @@ int tf_loss_check(const tf_loss_config *c, const tf_flow *flow, int have_data) {
     return tf_error(TF_EINVAL, "loss %s: noise = %g and augment = %d apply to the grid variant "
                     "of TRADE only (the continuous variant reweights its points from c0)", k,
                     c->noise, c->augment);
-  if (c->augment && (!c->physics || c->energy_free || !tf_physics_augment_group(c->physics)))
+  if (c->augment && (!c->physics || c->energy_free))
     return tf_error(TF_EUNSUP, "loss %s: augment = 1 needs a physics module with a symmetry "
-                    "group (%s has none)", k,
-                    c->physics && !c->energy_free ? tf_physics_name(c->physics) : "energy-free");
+                    "group (energy-free TRADE uses none)", k);
+  if (c->augment && !tf_physics_augment_group(c->physics))
+    return tf_error(TF_EUNSUP, "loss %s: augment = 1 needs a physics module with a symmetry "
+                    "group (module %s has none)", k, tf_physics_name(c->physics));
   if (tf_loss_uses_data(c) && !have_data)
     return tf_error(TF_EINVAL, "loss %s: this configuration trains on data at c0 (NLL boundary, "
                     "reweighting or data-sourced evaluation points) but there is no data", k);
@@ -163,8 +165,8 @@ int tf_loss_check(const tf_loss_config *c, const tf_flow *flow, int have_data) {
       !(c->lambda >= 0) || c->lambda_warmup < 0 || c->lambda_ramp < 0 || c->boundary_batch < 1)
     return tf_error(TF_ERANGE, "loss %s: need 2 <= grid_points <= %d, grid_samples >= 2, "
                     "refresh >= 1, 0 <= ema < 1, causality >= 0, 0 <= offpolicy <= 1, finite "
-                    "noise >= 0, points >= groups >= 1, huber_delta > 0, lambda >= 0, non-negative step "
-                    "counts", k, MAX_GRID);
+                    "noise >= 0, points >= groups >= 1, huber_delta > 0, lambda >= 0, "
+                    "non-negative step counts", k, MAX_GRID);
   return TF_OK;
 }
 

@@ -331,7 +331,7 @@ static void test_symmetry_images_resume_exactly(void **state) {
   tc.loss.c0 = 1;
   m = make_model_d(2);
   assert_null(tf_trainer_create(&tc, m.f, m.p, NULL));
-  assert_non_null(strstr(tf_errmsg(), "augment = 1 needs a physics module with a symmetry group"));
+  assert_non_null(strstr(tf_errmsg(), "symmetry group (module gmm has none)"));
   drop(&m);
   tf_physics_destroy(gm);
   tf_physics_destroy(ph);
@@ -380,7 +380,7 @@ static void test_loss_checks(void **state) {
   /* symmetry images need a physics module that has a group */
   tc = trade_cfg(10, NULL);
   tc.loss.augment = 1;
-  refused(&tc, &m, "augment = 1 needs a physics module");
+  refused(&tc, &m, "symmetry group (energy-free TRADE uses none)");
   drop(&m);
   /* an unconditional flow cannot learn a family */
   tf_flow_config fc = tf_flow_defaults(D);
