@@ -344,6 +344,9 @@ static void test_low_ess_note(void **state) {
   const char *row1 = strstr(out, "T = 1.1");
   assert_non_null(row1);
   assert_true(first < row1);
+  /* the summary names the weakest condition */
+  if (!strstr(out, "lowest ESS/N: 0.0") || !strstr(out, "at T = 0.1\n"))
+    fail_msg("no summary line for T = 0.1:\n%s", out);
   tf_eval_result r;
   assert_int_equal(tf_eval_result_read(path_of("lowess.h5"), &r), TF_OK);
   assert_true(r.col[TF_EV_ESS][0] < 0.1 && r.col[TF_EV_ESS][1] > 0.1);
