@@ -17,7 +17,10 @@
 #        can run as separate invocations, e.g. one per core with NP=1, after the data step.
 # Environment: TRADEFLOW (default build/tradeflow), NP (ranks per training, default 2),
 #   STEPS (default 3000), BATCH (global batch, default 128), N (flow samples per kappa in
-#   the evaluation, default 10000), REF (HMC reference states per kappa, default 40000).
+#   the evaluation, default 10000), REF (HMC reference states per kappa, default 40000),
+#   SEEDS (e.g. "1 2 3": one TRADE replica per seed, trade-sS, and the one whose lowest ESS/N
+#   over the kappas is highest is kept as trade (eval-trade.*, named in trade-kept.txt); that
+#   needs no reference: docs/RESULTS-phi4.md, "A reference-free check".  Default: one run.)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 tf=${TRADEFLOW:-$here/build/tradeflow}
@@ -64,6 +67,29 @@ if [ ! -f "$out/reference.h5" ]; then
 fi
 
 launch() { if [ "$np" -gt 1 ]; then mpirun -np "$np" "$@"; else "$@"; fi; }
+# train_eval NAME [--set ...]: train run NAME (resumed if interrupted), then evaluate it
+train_eval() {
+  local name=$1 run=$out/$1 resume=()
+  shift
+  if [ ! -f "$run/done" ]; then
+    say "$name: training, $steps steps on $np rank(s)"
+    [ -f "$run/checkpoint.h5" ] && resume=(--resume)
+    launch "$tf" train "$cfg" --set data.file="$out/boundary.h5" --set output.dir="$run" \
+      --set model.name="phi4-$name" "${common[@]}" "$@" "${resume[@]}" 2>&1 |
+      tee -a "$out/$name.log"
+    touch "$run/done"
+  fi
+  if [ ! -f "$out/eval-$name.h5" ]; then
+    say "$name: evaluation at kappa = $kappas"
+    "$tf" eval "$run/checkpoint.h5" --conditions "$kappas" --n "$nsamp" \
+      --reference "$out/reference.h5" --out "$out/eval-$name.h5" > "$out/eval-$name.txt"
+    cat "$out/eval-$name.txt"
+  fi
+}
+# the number on the "lowest ESS/N: X +- e at kappa = c" line of an evaluation (empty if none)
+lowest_ess() { sed -n 's|^lowest ESS/N: \([0-9.]*\) .*|\1|p' "$1"; }
+
+read -r -a seeds <<< "${SEEDS:-}"
 for m in "${methods[@]}"; do
   case $m in
     trade) loss=(--set loss.kind=trade --set loss.points=$((batch / 2 / np)) --set loss.grid_samples=128
@@ -71,22 +97,28 @@ for m in "${methods[@]}"; do
     nll) loss=(--set loss.kind=nll) ;;
     rkl) loss=(--set loss.kind=reverse_kl --set loss.points=$((batch / np))) ;;
   esac
-  run=$out/$m
-  if [ ! -f "$run/done" ]; then
-    say "$m: training, $steps steps on $np rank(s)"
-    resume=()
-    [ -f "$run/checkpoint.h5" ] && resume=(--resume)
-    launch "$tf" train "$cfg" --set data.file="$out/boundary.h5" --set output.dir="$run" \
-      --set model.name="phi4-$m" "${common[@]}" "${loss[@]}" "${resume[@]}" 2>&1 |
-      tee "$out/$m.log"
-    touch "$run/done"
+  if [ "$m" != trade ] || [ ${#seeds[@]} -eq 0 ]; then
+    train_eval "$m" "${loss[@]}"
+    continue
   fi
-  if [ ! -f "$out/eval-$m.h5" ]; then
-    say "$m: evaluation at kappa = $kappas"
-    "$tf" eval "$run/checkpoint.h5" --conditions "$kappas" --n "$nsamp" \
-      --reference "$out/reference.h5" --out "$out/eval-$m.h5" > "$out/eval-$m.txt"
-    cat "$out/eval-$m.txt"
+  best="" best_v="" summary=""
+  for s in "${seeds[@]}"; do
+    train_eval "trade-s$s" "${loss[@]}" --set train.seed="$s"
+    v=$(lowest_ess "$out/eval-trade-s$s.txt")
+    summary+="seed $s: ${v:-no value}; "
+    [ -n "$v" ] || continue
+    if [ -z "$best" ] || awk -v a="$v" -v b="$best_v" 'BEGIN { exit !(a + 0 > b + 0) }'; then
+      best=$s best_v=$v
+    fi
+  done
+  if [ -z "$best" ]; then
+    echo "phi4-compare: no TRADE replica has a finite lowest ESS/N ($summary)" >&2
+    exit 1
   fi
+  cp "$out/eval-trade-s$best.h5" "$out/eval-trade.h5"
+  cp "$out/eval-trade-s$best.txt" "$out/eval-trade.txt"
+  echo "kept seed $best (trade-s$best): the highest lowest ESS/N over kappa; ${summary%; }" |
+    tee "$out/trade-kept.txt"
 done
 
 files=() labels=()
