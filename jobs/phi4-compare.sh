@@ -90,21 +90,13 @@ train_eval() {
 # the number on the "lowest ESS/N: X +- e at kappa = c" line of an evaluation (empty if none)
 lowest_ess() { sed -n 's|^lowest ESS/N: \([0-9.]*\) .*|\1|p' "$1"; }
 
-read -r -a seeds <<< "${SEEDS:-}"
-for m in "${methods[@]}"; do
-  case $m in
-    trade) loss=(--set loss.kind=trade --set loss.points=$((batch / 2 / np)) --set loss.grid_samples=128
-                 --set loss.causality=0.1) ;;
-    nll) loss=(--set loss.kind=nll) ;;
-    rkl) loss=(--set loss.kind=reverse_kl --set loss.points=$((batch / np))) ;;
-  esac
-  if [ "$m" != trade ] || [ ${#seeds[@]} -eq 0 ]; then
-    train_eval "$m" "${loss[@]}"
-    continue
-  fi
-  best="" best_v="" summary=""
+# keep_best_trade [--set ...]: one TRADE replica per seed in $seeds, each trained and evaluated
+# by train_eval; the one with the highest lowest ESS/N becomes eval-trade.*.  The 0.1 below is
+# the threshold of eval's low-ESS note (include/tradeflow/result.h).
+keep_best_trade() {
+  local s v best="" best_v="" summary=""
   for s in "${seeds[@]}"; do
-    train_eval "trade-s$s" "${loss[@]}" --set train.seed="$s"
+    train_eval "trade-s$s" "$@" --set train.seed="$s"
     v=$(lowest_ess "$out/eval-trade-s$s.txt")
     summary+="seed $s: ${v:-no value}; "
     [ -n "$v" ] || continue
@@ -124,6 +116,21 @@ for m in "${methods[@]}"; do
     echo "phi4-compare: warning: no replica reaches a lowest ESS/N of 0.1; the kept one is" \
       "unverified at its weakest kappa (add seeds to SEEDS: finished ones are not rerun)" |
       tee -a "$out/trade-kept.txt" >&2
+  fi
+}
+
+read -r -a seeds <<< "${SEEDS:-}"
+for m in "${methods[@]}"; do
+  case $m in
+    trade) loss=(--set loss.kind=trade --set loss.points=$((batch / 2 / np)) --set loss.grid_samples=128
+                 --set loss.causality=0.1) ;;
+    nll) loss=(--set loss.kind=nll) ;;
+    rkl) loss=(--set loss.kind=reverse_kl --set loss.points=$((batch / np))) ;;
+  esac
+  if [ "$m" != trade ] || [ ${#seeds[@]} -eq 0 ]; then
+    train_eval "$m" "${loss[@]}"
+  else
+    keep_best_trade "${loss[@]}"
   fi
 done
 

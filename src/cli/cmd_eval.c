@@ -397,8 +397,8 @@ static int cond_mode(eval_opts *o) {
          (unsigned long long)o->ec.seed);
   print_tables(&res);
   /* The weakest condition decides whether a flow can be trusted over its range, and needs no
-   * reference: of the phi4 TRADE runs, the four whose lowest ESS/N was >= 0.1 agreed with HMC
-   * (at most 1 pull of 44 beyond 2), 12 of the 13 below did not (docs/RESULTS-phi4.md). */
+   * reference: of the phi4 TRADE runs, the five whose lowest ESS/N was >= 0.1 agreed with HMC
+   * (at most 2 pulls of 44 beyond 2), 14 of the 15 below did not (docs/RESULTS-phi4.md). */
   const double *ess = res.col[TF_EV_ESS];
   int weak = 0; /* a NaN ESS (no finite weight) is the weakest of all */
   for (int i = 1; i < k; i++)
