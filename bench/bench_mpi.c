@@ -295,7 +295,7 @@ static int model_get(const char *name, uint64_t seed, model_spec *m) {
  * sharing the machine alone costs, solo / dp what the communication (and waiting) costs. */
 
 static tf_trainer *make_trainer(const bench_opts *o, const model_spec *m, const tf_dist *d,
-                                int64_t steps_per_run, tf_flow *flow, tf_params *p,
+                                int64_t steps_per_run, tf_model *model,
                                 const tf_dataset *data) {
   tf_train_config tc = tf_train_defaults();
   tc.steps = INT64_C(1) << 40; /* never reached: every run stops after steps_per_run */
@@ -313,24 +313,25 @@ static tf_trainer *make_trainer(const bench_opts *o, const model_spec *m, const 
   tc.lr.warmup = 0;
   tc.seed = o->seed;
   tc.dist = d;
-  return tf_trainer_create(&tc, flow, p, data);
+  return tf_trainer_create(&tc, model, data);
 }
 
 typedef struct {
-  tf_params *p;
-  tf_flow *flow;
+  tf_model *model;
+  tf_params *p;   /* the model's */
+  tf_flow *flow;  /* the model's */
 } model_inst;
 
 static int model_make(const model_spec *m, model_inst *mi) {
-  mi->flow = NULL;
-  mi->p = tf_params_create();
-  return !mi->p || !(mi->flow = tf_flow_create(&m->fc, mi->p)) || tf_params_finalize(mi->p) ||
-         tf_flow_init(mi->flow);
+  mi->model = tf_flow_model_create(&m->fc);
+  mi->p = mi->model ? tf_model_params(mi->model) : NULL;
+  mi->flow = tf_flow_of(mi->model);
+  return !mi->model || tf_model_init(mi->model);
 }
 
 static void model_free(model_inst *mi) {
-  tf_flow_destroy(mi->flow);
-  tf_params_destroy(mi->p);
+  tf_model_destroy(mi->model);
+  mi->model = NULL;
 }
 
 /* A barrier in which this rank sleeps instead of polling (so that its core is idle). */
@@ -372,7 +373,7 @@ enum { K_DP = 0, K_ONE = 1, K_SOLO = 2, N_KINDS = 3 };
 static int bench_mpi_weak(const bench_opts *o, bench_out *out) {
   model_spec m;
   tf_dist d = tf_dist_serial(), serial = tf_dist_serial();
-  model_inst mdp = {NULL, NULL}, mown = {NULL, NULL};
+  model_inst mdp = {0}, mown = {0};
   tf_trainer *tr = NULL, *trs = NULL;
   double *x = NULL, *loc = NULL, *all = NULL;
   coll_state cs;
@@ -421,7 +422,7 @@ static int bench_mpi_weak(const bench_opts *o, bench_out *out) {
   {
     const int64_t wsteps = 3;
     int64_t done_steps = 0;
-    tr = make_trainer(o, &m, &d, wsteps, mdp.flow, mdp.p, &data);
+    tr = make_trainer(o, &m, &d, wsteps, mdp.model, &data);
     if (any_bad(!tr)) {
       if (g_rank == 0) fprintf(stderr, "bench_mpi: mpi_weak: trainer: %s\n", tf_errmsg());
       out_add(out, "error", "trainer_failed");
@@ -445,8 +446,8 @@ static int bench_mpi_weak(const bench_opts *o, bench_out *out) {
   }
 
   /* the timed rounds: each repetition is one tf_trainer_run of k steps */
-  tr = make_trainer(o, &m, &d, k, mdp.flow, mdp.p, &data);
-  if (P > 1) trs = make_trainer(o, &m, &serial, k, mown.flow, mown.p, &data);
+  tr = make_trainer(o, &m, &d, k, mdp.model, &data);
+  if (P > 1) trs = make_trainer(o, &m, &serial, k, mown.model, &data);
   if (any_bad(!tr || (P > 1 && !trs))) {
     out_add(out, "error", "trainer_failed");
     goto done;
@@ -677,7 +678,7 @@ enum { PH_COMPUTE = 0, PH_AGREE, PH_SUM, PH_MEAN, PH_OPTIM, N_PH };
 
 static int bench_step_profile(const bench_opts *o, bench_out *out) {
   model_spec m;
-  model_inst mi = {NULL, NULL};
+  model_inst mi = {0};
   tf_dist d;
   tf_optim *opt = NULL;
   tf_ctx *ctx = NULL;

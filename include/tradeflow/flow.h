@@ -47,6 +47,7 @@
 #ifndef TRADEFLOW_FLOW_H
 #define TRADEFLOW_FLOW_H
 
+#include "tradeflow/model.h"
 #include "tradeflow/params.h"
 #include "tradeflow/rng.h"
 #include "tradeflow/tensor.h"
@@ -119,6 +120,18 @@ tf_tensor *tf_flow_log_prob(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c)
 /* n samples x ~ p(. | c) (c is (n, 1)); *log_p (N, 1) gets their log-density if not NULL. */
 tf_tensor *tf_flow_sample(tf_flow *f, tf_ctx *ctx, tf_tensor *c, int64_t n, tf_rng *rng,
                           tf_tensor **log_p);
+
+/* ---- the coupling flow as a model family (model.h) -----------------------------------------
+ * Family "coupling": its [model] keys are the settings above (model.coupling, blocks, hidden,
+ * layers, embed, clamp, spline_bins, spline_bound, actnorm, subnet, lattice_l1, lattice_l2,
+ * permute, base_temperature, base_scale, subnet_condition, symmetry); encode is the forward
+ * map x -> z, decode the inverse. */
+extern const tf_model_type tf_model_coupling;
+
+/* A coupling model with its own parameters (tf_model_create of the family); NULL on error. */
+tf_model *tf_flow_model_create(const tf_flow_config *cfg);
+/* The flow inside a coupling model (owned by it), or NULL for a model of another family. */
+tf_flow *tf_flow_of(const tf_model *m);
 
 #ifdef __cplusplus
 }

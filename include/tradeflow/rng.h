@@ -28,6 +28,7 @@ enum {
   TF_RNG_MCMC = 5,    /* Metropolis / HMC */
   TF_RNG_TEST = 6,
   TF_RNG_AUGMENT = 7, /* symmetry augmentation of training batches */
+  TF_RNG_MODEL = 8,   /* a model family's own draws inside a training term (tf_model_step) */
   TF_RNG_USER = 1000
 };
 

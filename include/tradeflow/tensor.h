@@ -94,6 +94,14 @@ int tf_ctx_set_grad(tf_ctx *ctx, int on);
 int tf_ctx_grad_enabled(const tf_ctx *ctx); /* the current setting */
 
 int tf_ctx_status(const tf_ctx *ctx);        /* TF_OK or the first error since reset */
+/* Sets the sticky status (the first error since reset wins) and the message; returns the
+ * status in effect.  For code built on the ops (model families) that finds an error of its
+ * own in the middle of a chain of ops. */
+int tf_ctx_fail(tf_ctx *ctx, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 tf_arena *tf_ctx_arena(tf_ctx *ctx);         /* the step arena (for the caller's scratch) */
 size_t tf_ctx_tape_length(const tf_ctx *ctx); /* recorded nodes since reset */
 

@@ -1,12 +1,22 @@
-/* tradeflow — the training loop: minibatches, validation, checkpoints, resumption.
+/* tradeflow — training: minibatches, validation, checkpoints, resumption.
  *
- * A trainer drives one flow over a data set of samples x_i with conditions c_i:
+ * The trainer has the shape of GSL's iterative solvers: create, set (or resume), iterate,
+ * state, destroy.  The caller drives the loop and owns logging, validation and checkpoints
+ * (tf_trainer_validate, tf_trainer_save are there for it to call), so a command line, a test,
+ * an MPI job or a loop over two networks with two trainers can each drive it their way.
+ * tf_trainer_run is one such caller: the loop of `tradeflow train` (progress lines,
+ * validation every val_every steps, checkpoints every ckpt_every, stop requests), written
+ * with the public calls below only.
+ *
+ * A trainer drives one model (model.h, any family) over a data set of samples x_i with
+ * conditions c_i:
  *   - validation split: a fixed random fraction of the rows (seeded, independent of the step),
  *     the rest is the training set;
  *   - minibatches: epoch e visits the training rows in the order of a permutation drawn from
  *     the stream (seed, rank, TF_RNG_DATA, e); a step's batch is therefore a function of the
  *     step number alone, which is what makes resumption exact;
- *   - loss: NLL = -mean log p(x | c) (nats per sample);
+ *   - loss: the model family's training term (tf_model_train_term: NLL = -mean log p(x | c),
+ *     nats per sample, for a family without its own), or one of the losses below;
  *   - optimizer step with the configured learning-rate schedule; a step whose loss or gradient
  *     is not finite changes nothing, is counted, and `max_nonfinite` of them in a row stop the
  *     run (TF_ENUMERIC) without writing a checkpoint, so the last good one stays intact;
@@ -34,8 +44,8 @@
  * learning rate, gradient norm, throughput, ETA); when `log` is a terminal, a live bar is
  * drawn on it between those lines.
  *
- * Ownership: the trainer borrows the flow, its params and the data set (they must outlive it)
- * and owns its optimizer, context and scratch.
+ * Ownership: the trainer borrows the model and the data set (they must outlive it) and owns
+ * its optimizer, context and scratch.
  */
 #ifndef TRADEFLOW_TRAIN_H
 #define TRADEFLOW_TRAIN_H
@@ -44,7 +54,7 @@
 #include <stdio.h>
 
 #include "tradeflow/dist.h"
-#include "tradeflow/flow.h"
+#include "tradeflow/model.h"
 #include "tradeflow/optim.h"
 #include "tradeflow/params.h"
 #include "tradeflow/physics.h"
@@ -52,29 +62,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* Samples in memory: x (n, d) row-major and their conditions c (n), or the one condition c0
- * for all rows when c is NULL (ignored by an unconditional flow). */
-typedef struct {
-  int64_t n, d;
-  const double *x;
-  const double *c;
-  double c0;
-} tf_dataset;
-
-/* log p(x_i | c_i) (nats) of rows[0..n) of a data set (rows NULL: rows 0..n-1) into
- * log_p[0..n), evaluated in chunks with recording off; resets ctx.  A non-finite density is
- * returned as is (the caller decides); TF_OK or the context's error. */
-int tf_dataset_log_prob(tf_flow *flow, tf_ctx *ctx, const tf_dataset *data, const int64_t *rows,
-                        int64_t n, double *log_p);
-
-/* n samples x ~ p_theta(. | c) into x (n, D) (double) and log p_theta into log_p (n), drawn
- * from rng in order in pieces of `chunk` rows, at most max(1, 16384 / D), with recording off
- * (small pieces keep the intermediates in cache; the values do not depend on chunk); resets
- * ctx.  c is ignored by an unconditional flow.  TF_OK or the context's error, with a message
- * naming c. */
-int tf_flow_draw(tf_flow *flow, tf_ctx *ctx, double c, int64_t n, int64_t chunk, tf_rng *rng,
-                 double *x, double *log_p);
 
 /* ---- losses (DESIGN.md section 4) ------------------------------------------------------------
  * Notation: E(x, c) = -log q(x | c) from the physics module, A = dE/dc.
@@ -193,25 +180,82 @@ tf_train_config tf_train_defaults(void);
 
 typedef struct tf_trainer tf_trainer;
 
-/* Checks the data against the flow (dimension, finite values, positive conditions for a
- * conditional flow, enough rows for one batch) and sets up the split.  `data` may be NULL
- * for losses that need none (reverse KL; TRADE with a reverse-KL boundary): there is then
- * no validation NLL.  NULL on error. */
-tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_params *params,
+/* Checks the data against the model (dimension, finite values, positive conditions for a
+ * conditional model, enough rows for one batch), the loss against the model's family
+ * (tf_model_require: TRADE needs d/dc log p) and sets up the split.  `data` may be NULL for
+ * losses that need none (reverse KL; TRADE with a reverse-KL boundary): there is then no
+ * validation NLL.  NULL on error. */
+tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_model *model,
                               const tf_dataset *data);
 void tf_trainer_destroy(tf_trainer *t); /* NULL is harmless */
 
 /* Continue from a checkpoint of the same architecture (parameters, moments, step, counters,
- * best validation loss).  Without it, a run starts at step 0 with ActNorm data
- * initialisation on the first batch. */
+ * best validation loss).  Collective. */
 int tf_trainer_resume(tf_trainer *t, const char *checkpoint);
 
-/* Train until cfg.steps (or a stop request).  TF_OK when the run ended normally or was asked
- * to stop (tf_trainer_stopped tells which); TF_ENUMERIC after max_nonfinite bad steps in a
- * row; other codes for I/O errors. */
+/* Ready the trainer for a run of iterations (collective): on a fresh trainer at step 0 the
+ * model's data-dependent initialisation on rank 0's first batch (ActNorm), and the parameter
+ * average starts as the parameters; a resumed or already run trainer just continues.  Resets
+ * the run's step count (tf_trainer_info.run_steps) and stop state. */
+int tf_trainer_set(tf_trainer *t);
+
+/* One optimizer step (collective): TF_OK when it was taken or skipped for a non-finite loss
+ * or gradient on some rank (tf_trainer_info.last_skipped); TF_ENUMERIC once max_nonfinite
+ * steps in a row were skipped (parameters are those of the last good step); other codes for
+ * failures.  Also TF_EINVAL when the run is already at cfg.steps. */
+int tf_trainer_iterate(tf_trainer *t);
+
+/* 1 when the loop should stop before the next step: a stop request (tf_train_request_stop,
+ * agreed over the ranks at the last step) or max_steps_per_run steps done since set.  The
+ * answer is remembered: tf_trainer_stopped() is 1 until the next iterate. */
+int tf_trainer_should_stop(tf_trainer *t);
+
+typedef struct {
+  int64_t step;        /* optimizer steps done (skipped ones included) */
+  int64_t steps;       /* cfg.steps */
+  int64_t run_steps;   /* steps since tf_trainer_set */
+  int64_t skipped;     /* non-finite steps in total */
+  int64_t consecutive; /* of them in a row, up to now */
+  int last_skipped;    /* the last iterate skipped its step */
+  double loss;         /* training loss of the last accepted step (mean over ranks) */
+  double grad_norm;    /* its gradient norm before clipping */
+  double lr;           /* learning rate of the last step */
+  double val, best_val;/* last and best validation NLL (NaN / inf before the first) */
+  int64_t global_batch;/* rows per step over all ranks */
+  int has_data;        /* a data set: validation exists */
+  int averaged;        /* parameter averaging is on: validation and checkpoints' inference
+                          weights are the average */
+  int64_t saved_step;  /* step of the state known to be in cfg.checkpoint (-1: none) */
+} tf_trainer_info;
+void tf_trainer_state(const tf_trainer *t, tf_trainer_info *info);
+
+/* The loss terms and the ESS of the last grid refresh, for a progress line ("" for NLL). */
+void tf_trainer_summary(const tf_trainer *t, char *buf, size_t len);
+const tf_train_config *tf_trainer_config(const tf_trainer *t);
+
+/* Validation NLL now (collective): of the parameter average when averaging is on, the raw
+ * parameters restored bit for bit afterwards; remembered as the last and, if lower, the best
+ * value (stored in checkpoints).  Returns it (NaN without data). */
+double tf_trainer_validate(tf_trainer *t);
+
+/* Checkpoint of the current state to cfg.checkpoint (collective: rank 0 writes atomically,
+ * every rank gets the outcome).  TF_OK without a checkpoint path. */
+int tf_trainer_save(tf_trainer *t);
+
+/* With several ranks: verify that every replica holds bit-identical parameters and moments
+ * (collective); `when` completes the message ("step", "the end, step"). */
+int tf_trainer_check(tf_trainer *t, const char *when);
+
+/* The loop of `tradeflow train`: set, then iterate until cfg.steps or a stop, with a
+ * replica check every check_every steps, validation every val_every, a progress line every
+ * log_every (a live bar on a terminal), a checkpoint every ckpt_every and at the end, and the
+ * closing line.  TF_OK when the run ended normally or was asked to stop (tf_trainer_stopped
+ * tells which); TF_ENUMERIC after max_nonfinite bad steps in a row; other codes for I/O
+ * errors. */
 int tf_trainer_run(tf_trainer *t);
 
-/* Mean NLL (nats per sample) of the validation rows (or of all rows without a split). */
+/* Mean NLL (nats per sample) of the validation rows (or of all rows without a split), of the
+ * parameters as they are (collective). */
 double tf_trainer_val_nll(tf_trainer *t);
 
 int64_t tf_trainer_step(const tf_trainer *t);
@@ -226,6 +270,8 @@ double tf_trainer_comm_seconds(const tf_trainer *t);
  * what the SIGTERM/SIGINT/SIGUSR1 handler calls).  tf_train_install_signals() installs that
  * handler (SIGUSR1: SLURM's --signal=USR1@T warning before the time limit). */
 void tf_train_request_stop(void);
+/* Forget a stop request (what tf_trainer_run does when it returns). */
+void tf_train_clear_stop(void);
 void tf_train_install_signals(void);
 
 #ifdef __cplusplus

@@ -2,7 +2,7 @@
  * module's reference MCMC (HMC for lattice fields, MALA otherwise) at one condition, both
  * measured in the same process on the same core.
  *
- * Flow: N proposals x ~ p_theta(. | c) (tf_flow_draw), their target log q, log w = log q -
+ * Flow: N proposals x ~ p_theta(. | c) (tf_model_draw), their target log q, log w = log q -
  *   log p_theta, the observables of every proposal, and the independence-Metropolis chain over
  *   the proposals in order (tf_stats_imh); all of it is timed.
  * MCMC: tf_physics_mcmc, one chain, burn_in updates (the step is tuned there), then M states
@@ -74,39 +74,20 @@ int tf_cli_efficiency(int argc, char **argv) {
   const char *ckpt = NULL, *obs_name = NULL;
   double cond = NAN;
   int64_t n = 100000, mn = 100000, burn = 1000, seed = 1, fourier = 1;
-  for (int i = 1; i < argc; i++) {
-    const char *o = argv[i];
-    const int has = i + 1 < argc;
-    if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
-      usage(stdout);
-      return TF_EXIT_OK;
-    } else if (has && !strcmp(o, "--condition")) {
-      if (!tf_cli_parse_f64("efficiency", o, argv[++i], 1e-300, 1e300, &cond))
-        return TF_EXIT_USAGE;
-    } else if (has && !strcmp(o, "--n")) {
-      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 10, (int64_t)1 << 40, &n))
-        return TF_EXIT_USAGE;
-    } else if (has && !strcmp(o, "--mcmc-n")) {
-      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 10, (int64_t)1 << 40, &mn))
-        return TF_EXIT_USAGE;
-    } else if (has && !strcmp(o, "--burn-in")) {
-      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 0, (int64_t)1 << 40, &burn))
-        return TF_EXIT_USAGE;
-    } else if (has && !strcmp(o, "--fourier")) {
-      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 0, 1, &fourier)) return TF_EXIT_USAGE;
-    } else if (has && !strcmp(o, "--seed")) {
-      if (!tf_cli_parse_i64("efficiency", o, argv[++i], 0, (int64_t)1 << 53, &seed))
-        return TF_EXIT_USAGE;
-    } else if (has && !strcmp(o, "--observable")) {
-      obs_name = argv[++i];
-    } else if (o[0] != '-' && !ckpt) {
-      ckpt = o;
-    } else {
-      fprintf(stderr, "tradeflow efficiency: unexpected or incomplete argument '%s'\n\n", o);
-      usage(stderr);
-      return TF_EXIT_USAGE;
-    }
-  }
+  const double N40 = (double)((int64_t)1 << 40);
+  const tf_cli_arg args[] = {
+      {"condition", TF_ARG_F64, &cond, 1e-300, 1e300, 0, NULL, NULL},
+      {"n", TF_ARG_I64, &n, 10, N40, 0, NULL, NULL},
+      {"mcmc-n", TF_ARG_I64, &mn, 10, N40, 0, NULL, NULL},
+      {"burn-in", TF_ARG_I64, &burn, 0, N40, 0, NULL, NULL},
+      {"fourier", TF_ARG_I64, &fourier, 0, 1, 0, NULL, NULL},
+      {"seed", TF_ARG_I64, &seed, 0, (double)((int64_t)1 << 53), 0, NULL, NULL},
+      {"observable", TF_ARG_STR, &obs_name, 0, 0, 0, NULL, NULL},
+  };
+  int npos;
+  const int rc = tf_cli_args("efficiency", argc, argv, args, sizeof args / sizeof args[0],
+                             &ckpt, 1, &npos, usage);
+  if (rc >= 0) return rc;
   if (!ckpt || isnan(cond)) {
     fprintf(stderr, "tradeflow efficiency: CHECKPOINT and --condition are required\n\n");
     usage(stderr);
@@ -168,7 +149,7 @@ int tf_cli_efficiency(int argc, char **argv) {
   tf_rng rng;
   tf_rng_init(&rng, (uint64_t)seed, 0, TF_RNG_LATENT, 0);
   double t0 = now();
-  if (tf_flow_draw(m.flow, ctx, cond, n, CHUNK, &rng, x, lp) != TF_OK ||
+  if (tf_model_draw(m.model, ctx, cond, n, CHUNK, &rng, x, lp) != TF_OK ||
       tf_physics_log_q(p, n, x, cv, lw, NULL, NULL) != TF_OK)
     goto fail;
   int64_t n_bad = 0; /* a proposal without a finite weight is never accepted */

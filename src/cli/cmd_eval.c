@@ -6,7 +6,7 @@
  *   eval CHECKPOINT [--conditions C1,C2,...] ...  the metrics of DESIGN.md section 4 at each
  *                                                 condition against the physics module recorded
  *                                                 in the checkpoint's config (tf_eval_condition,
- *                                                 include/tradeflow/result.h): ESS, log Z, KL,
+ *                                                 include/tradeflow/evaluate.h): ESS, log Z, KL,
  *                                                 NLL on reference samples, observables
  *                                                 reweighted and Metropolis-corrected.  A table
  *                                                 on stdout, progress on stderr, and optionally
@@ -20,7 +20,7 @@
 
 #include "cli.h"
 #include "tradeflow/error.h"
-#include "tradeflow/result.h"
+#include "tradeflow/evaluate.h"
 #include "tradeflow/stats.h"
 
 enum { N_BOOT = 200, MAX_COND = 4096, MAX_REF = 64, DEFAULT_K = 8 };
@@ -86,12 +86,12 @@ static int nll_mode(const eval_opts *o) {
   tf_ctx *ctx = NULL;
   int64_t n, d;
   if (tf_h5_read_matrix(data, dset, TF_H5_FINITE, &n, &d, &x) != TF_OK) goto fail;
-  if (d != m.fc.dim) {
+  if (d != tf_model_dim(m.model)) {
     tf_error(TF_EINVAL, "%s:%s has %lld columns, the flow in %s has dimension %d", data, dset,
-             (long long)d, ckpt, m.fc.dim);
+             (long long)d, ckpt, tf_model_dim(m.model));
     goto fail;
   }
-  if (m.fc.conditional) {
+  if (tf_model_conditional(m.model)) {
     if (!cset && isnan(cond)) {
       /* a sample file carries its conditions */
       int has_c = 0;
@@ -126,7 +126,7 @@ static int nll_mode(const eval_opts *o) {
     goto fail;
   }
   tf_dataset ds = {n, d, x, c, c ? 0 : cond};
-  if (tf_dataset_log_prob(m.flow, ctx, &ds, NULL, n, nll) != TF_OK) goto fail;
+  if (tf_dataset_log_prob(m.model, ctx, &ds, NULL, n, nll) != TF_OK) goto fail;
   int64_t bad = 0;
   for (int64_t i = 0; i < n; i++) {
     nll[i] = -nll[i];
@@ -381,7 +381,7 @@ static int cond_mode(eval_opts *o) {
     char note[1024];
     const double t1 = tf_cli_now();
     if (gather_reference(rf, n_rf, cond[i], D, &ref, &xref) != TF_OK) goto fail;
-    if (tf_eval_condition(m.flow, ctx, p, cond[i], i, &o->ec, &ref, &res, i, note,
+    if (tf_eval_condition(m.model, ctx, p, cond[i], i, &o->ec, &ref, &res, i, note,
                           sizeof note) != TF_OK)
       goto fail;
     free(xref);
@@ -436,71 +436,46 @@ int tf_cli_eval(int argc, char **argv) {
   o.dset = "x";
   o.cond = NAN;
   o.ec = tf_eval_defaults();
-  int64_t v;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const int has = i + 1 < argc;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
-      return TF_EXIT_OK;
-    } else if (has && !strcmp(a, "--data")) {
-      o.data = argv[++i];
-    } else if (has && !strcmp(a, "--dataset")) {
-      o.dset = argv[++i];
-    } else if (has && !strcmp(a, "--condition-dataset")) {
-      o.cset = argv[++i];
-    } else if (has && !strcmp(a, "--condition")) {
-      if (!tf_cli_parse_f64("eval", a, argv[++i], 1e-300, 1e300, &o.cond)) return TF_EXIT_USAGE;
-    } else if (has && !strcmp(a, "--max-rows")) {
-      if (!tf_cli_parse_i64("eval", a, argv[++i], 1, INT64_MAX, &o.max_rows)) return TF_EXIT_USAGE;
-    } else if (has && !strcmp(a, "--conditions")) {
-      o.conditions = argv[++i];
-      o.cond_opts++;
-    } else if (has && !strcmp(a, "--n")) {
-      if (!tf_cli_parse_i64("eval", a, argv[++i], 2, (int64_t)1 << 32, &o.ec.n)) return TF_EXIT_USAGE;
-      o.cond_opts++;
-    } else if (has && !strcmp(a, "--seed")) {
-      if (!tf_cli_parse_i64("eval", a, argv[++i], 0, INT64_MAX, &v)) return TF_EXIT_USAGE;
-      o.ec.seed = (uint64_t)v;
-      o.cond_opts++;
-    } else if (has && !strcmp(a, "--imh-n")) {
-      if (!tf_cli_parse_i64("eval", a, argv[++i], 0, INT64_MAX, &o.ec.imh_n)) return TF_EXIT_USAGE;
-      o.cond_opts++;
-    } else if (has && !strcmp(a, "--bootstrap")) {
-      if (!tf_cli_parse_i64("eval", a, argv[++i], 2, 1000000, &o.ec.bootstrap)) return TF_EXIT_USAGE;
-      o.cond_opts++;
-    } else if (has && !strcmp(a, "--kl-grid")) {
-      if (!tf_cli_parse_i64("eval", a, argv[++i], 0, 20000, &v)) return TF_EXIT_USAGE;
-      if (v == 1) {
-        fprintf(stderr, "tradeflow eval: --kl-grid expects 0 (off) or at least 2, got 1\n");
+  int64_t seed = (int64_t)o.ec.seed, kl = o.ec.kl_grid;
+  const char *ref_args[MAX_REF];
+  int n_ref_args = 0, *co = &o.cond_opts;
+  const double I64 = (double)INT64_MAX;
+  const tf_cli_arg args[] = {
+      {"data", TF_ARG_STR, &o.data, 0, 0, 0, NULL, NULL},
+      {"dataset", TF_ARG_STR, &o.dset, 0, 0, 0, NULL, NULL},
+      {"condition-dataset", TF_ARG_STR, &o.cset, 0, 0, 0, NULL, NULL},
+      {"condition", TF_ARG_F64, &o.cond, 1e-300, 1e300, 0, NULL, NULL},
+      {"max-rows", TF_ARG_I64, &o.max_rows, 1, I64, 0, NULL, NULL},
+      {"conditions", TF_ARG_STR, &o.conditions, 0, 0, 0, NULL, co},
+      {"n", TF_ARG_I64, &o.ec.n, 2, (double)((int64_t)1 << 32), 0, NULL, co},
+      {"seed", TF_ARG_I64, &seed, 0, I64, 0, NULL, co},
+      {"imh-n", TF_ARG_I64, &o.ec.imh_n, 0, I64, 0, NULL, co},
+      {"bootstrap", TF_ARG_I64, &o.ec.bootstrap, 2, 1000000, 0, NULL, co},
+      {"kl-grid", TF_ARG_I64, &kl, 0, 20000, 0, NULL, co},
+      {"n-ref", TF_ARG_I64, &o.ec.n_ref, 0, (double)((int64_t)1 << 32), 0, NULL, co},
+      {"reference", TF_ARG_MULTI, ref_args, 0, 0, MAX_REF, &n_ref_args, co},
+      {"out", TF_ARG_STR, &o.out, 0, 0, 0, NULL, co},
+  };
+  int np;
+  const int rc = tf_cli_args("eval", argc, argv, args, sizeof args / sizeof args[0], &o.ckpt, 1,
+                             &np, usage);
+  if (rc >= 0) return rc;
+  o.ec.seed = (uint64_t)seed;
+  if (kl == 1) {
+    fprintf(stderr, "tradeflow eval: --kl-grid expects 0 (off) or at least 2, got 1\n");
+    return TF_EXIT_USAGE;
+  }
+  o.ec.kl_grid = (int)kl;
+  /* --reference repeated, or comma-separated: each list is split in place */
+  for (int k = 0; k < n_ref_args; k++)
+    for (char *save = NULL, *t = strtok_r((char *)ref_args[k], ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
+      if (o.n_refs == MAX_REF) {
+        fprintf(stderr, "tradeflow eval: at most %d reference files\n", MAX_REF);
         return TF_EXIT_USAGE;
       }
-      o.ec.kl_grid = (int)v;
-      o.cond_opts++;
-    } else if (has && !strcmp(a, "--n-ref")) {
-      if (!tf_cli_parse_i64("eval", a, argv[++i], 0, (int64_t)1 << 32, &o.ec.n_ref)) return TF_EXIT_USAGE;
-      o.cond_opts++;
-    } else if (has && !strcmp(a, "--reference")) {
-      /* repeated, or comma-separated: the list is split in place */
-      for (char *save = NULL, *t = strtok_r(argv[++i], ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (o.n_refs == MAX_REF) {
-          fprintf(stderr, "tradeflow eval: at most %d reference files\n", MAX_REF);
-          return TF_EXIT_USAGE;
-        }
-        o.refs[o.n_refs++] = t;
-      }
-      o.cond_opts++;
-    } else if (has && !strcmp(a, "--out")) {
-      o.out = argv[++i];
-      o.cond_opts++;
-    } else if (a[0] != '-' && !o.ckpt) {
-      o.ckpt = a;
-    } else {
-      fprintf(stderr, "tradeflow eval: unexpected or incomplete argument '%s'\n\n", a);
-      usage(stderr);
-      return TF_EXIT_USAGE;
+      o.refs[o.n_refs++] = t;
     }
-  }
   if (!o.ckpt) {
     fprintf(stderr, "tradeflow eval: CHECKPOINT is required\n\n");
     usage(stderr);

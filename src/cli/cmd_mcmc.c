@@ -53,9 +53,9 @@ static void keep_sections(char *text) {
     if (*q == '[') {
       const char *r = q + 1;
       while (*r == ' ' || *r == '\t') r++;
-      keep = 1;
-      for (int k = 0; k < tf_cli_schema_n; k++) {
-        const char *sec = tf_cli_schema[k].section;
+      keep = strncmp(r, "model", 5) || !strchr("] \t", r[5]);
+      for (int k = 0; k < tf_cli_run_n; k++) {
+        const char *sec = tf_cli_run_keys[k].section;
         const size_t ls = strlen(sec);
         if (strcmp(sec, "physics") && strcmp(sec, "mcmc") && !strncmp(r, sec, ls) &&
             strchr("] \t", r[ls]))
@@ -96,23 +96,12 @@ int tf_cli_mcmc(int argc, char **argv) {
   int n_set = 0;
   const char **set = calloc((size_t)argc + 1, sizeof *set);
   if (!set) return TF_EXIT_FAIL;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--set") && i + 1 < argc) {
-      set[n_set++] = argv[++i];
-    } else if (!strncmp(argv[i], "--set=", 6)) {
-      set[n_set++] = argv[i] + 6;
-    } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      usage(stdout);
-      free(set);
-      return TF_EXIT_OK;
-    } else if (argv[i][0] == '-' || path) {
-      fprintf(stderr, "tradeflow mcmc: unexpected argument '%s'\n\n", argv[i]);
-      usage(stderr);
-      free(set);
-      return TF_EXIT_USAGE;
-    } else {
-      path = argv[i];
-    }
+  const tf_cli_arg args[] = {{"set", TF_ARG_MULTI, set, 0, 0, argc, &n_set, NULL}};
+  int npos;
+  const int pst = tf_cli_args("mcmc", argc, argv, args, 1, &path, 1, &npos, usage);
+  if (pst >= 0) {
+    free(set);
+    return pst;
   }
   if (!path) {
     usage(stderr);
@@ -130,7 +119,7 @@ int tf_cli_mcmc(int argc, char **argv) {
   char *text = NULL;
   if (tf_config_read_text(path, &text) != TF_OK) goto fail;
   keep_sections(text);
-  cfg = tf_config_load_string(text, path, tf_cli_schema + tf_cli_model_n(),
+  cfg = tf_config_load_string(text, path, tf_cli_run_keys,
                               tf_cli_physics_n() + tf_cli_mcmc_n(), n_set, set);
   tf_cli_range rg;
   if (!cfg || tf_cli_physics_create(cfg, &p, &rg) != TF_OK) goto fail;

@@ -282,27 +282,16 @@ static int run_gnuplot(const char *dir, const char *base) {
 
 int tf_cli_plot(int argc, char **argv) {
   const char *files[MAX_FILES], *labels[MAX_FILES], *dir = NULL;
-  char *label_arg = NULL;
+  const char *labels_opt = NULL;
   int nf = 0, nl = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const int has = i + 1 < argc;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
-      return TF_EXIT_OK;
-    } else if (has && !strcmp(a, "--out")) {
-      dir = argv[++i];
-    } else if (has && !strcmp(a, "--labels")) {
-      label_arg = argv[++i];
-    } else if (a[0] != '-' && nf < MAX_FILES) {
-      files[nf++] = a;
-    } else {
-      fprintf(stderr, "tradeflow plot: unexpected or incomplete argument '%s'%s\n\n", a,
-              nf == MAX_FILES ? " (at most 32 result files)" : "");
-      usage(stderr);
-      return TF_EXIT_USAGE;
-    }
-  }
+  const tf_cli_arg args[] = {
+      {"out", TF_ARG_STR, &dir, 0, 0, 0, NULL, NULL},
+      {"labels", TF_ARG_STR, &labels_opt, 0, 0, 0, NULL, NULL},
+  };
+  const int rc = tf_cli_args("plot", argc, argv, args, sizeof args / sizeof args[0], files,
+                             MAX_FILES, &nf, usage);
+  if (rc >= 0) return rc;
+  char *label_arg = (char *)labels_opt; /* an argv string: split in place */
   if (!nf || !dir) {
     fprintf(stderr, "tradeflow plot: at least one RESULT.h5 and --out DIR are required\n\n");
     usage(stderr);

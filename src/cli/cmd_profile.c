@@ -143,42 +143,28 @@ int tf_cli_profile(int argc, char **argv) {
   int64_t n = 200000, seed = 1, K = 0, M = 40;
   double prop[MAX_PROP];
   int np = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *o = argv[i];
-    const int has = i + 1 < argc;
-    if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
-      usage(stdout);
-      return TF_EXIT_OK;
-    } else if (has && !strcmp(o, "--condition")) {
-      if (!tf_cli_parse_f64("profile", o, argv[++i], 1e-300, 1e300, &cond)) return TF_EXIT_USAGE;
-    } else if (has && !strcmp(o, "--out")) {
-      out = argv[++i];
-    } else if (has && !strcmp(o, "--coord")) {
-      if (!tf_cli_parse_i64("profile", o, argv[++i], 0, 1 << 20, &K)) return TF_EXIT_USAGE;
-    } else if (has && !strcmp(o, "--bins")) {
-      if (!tf_cli_parse_i64("profile", o, argv[++i], 2, 100000, &M)) return TF_EXIT_USAGE;
-    } else if (has && !strcmp(o, "--n")) {
-      if (!tf_cli_parse_i64("profile", o, argv[++i], 100, (int64_t)1 << 32, &n))
-        return TF_EXIT_USAGE;
-    } else if (has && !strcmp(o, "--seed")) {
-      if (!tf_cli_parse_i64("profile", o, argv[++i], 0, INT64_MAX, &seed)) return TF_EXIT_USAGE;
-    } else if (has && !strcmp(o, "--proposal")) {
-      if (!tf_cli_parse_f64_list("profile", o, argv[++i], 1e-300, 1e300, MAX_PROP, prop, &np))
-        return TF_EXIT_USAGE;
-    } else if (has && !strcmp(o, "--range")) {
-      char *end;
-      const char *r = argv[++i];
-      a = strtod(r, &end);
-      if (*end != ',' || !isfinite(a) || (b = strtod(end + 1, &end), *end) || !isfinite(b) ||
-          !(a < b)) {
-        fprintf(stderr, "tradeflow profile: --range expects A,B with A < B, got '%s'\n", r);
-        return TF_EXIT_USAGE;
-      }
-    } else if (o[0] != '-' && !ckpt) {
-      ckpt = o;
-    } else {
-      fprintf(stderr, "tradeflow profile: unexpected or incomplete argument '%s'\n\n", o);
-      usage(stderr);
+  const char *range = NULL;
+  const double I64 = (double)INT64_MAX;
+  const tf_cli_arg args[] = {
+      {"condition", TF_ARG_F64, &cond, 1e-300, 1e300, 0, NULL, NULL},
+      {"out", TF_ARG_STR, &out, 0, 0, 0, NULL, NULL},
+      {"coord", TF_ARG_I64, &K, 0, 1 << 20, 0, NULL, NULL},
+      {"bins", TF_ARG_I64, &M, 2, 100000, 0, NULL, NULL},
+      {"n", TF_ARG_I64, &n, 100, (double)((int64_t)1 << 32), 0, NULL, NULL},
+      {"seed", TF_ARG_I64, &seed, 0, I64, 0, NULL, NULL},
+      {"proposal", TF_ARG_F64_LIST, prop, 1e-300, 1e300, MAX_PROP, &np, NULL},
+      {"range", TF_ARG_STR, &range, 0, 0, 0, NULL, NULL},
+  };
+  int npos;
+  const int rc = tf_cli_args("profile", argc, argv, args, sizeof args / sizeof args[0], &ckpt,
+                             1, &npos, usage);
+  if (rc >= 0) return rc;
+  if (range) {
+    char *end;
+    a = strtod(range, &end);
+    if (*end != ',' || !isfinite(a) || (b = strtod(end + 1, &end), *end) || !isfinite(b) ||
+        !(a < b)) {
+      fprintf(stderr, "tradeflow profile: --range expects A,B with A < B, got '%s'\n", range);
       return TF_EXIT_USAGE;
     }
   }
@@ -203,7 +189,7 @@ int tf_cli_profile(int argc, char **argv) {
   if (tf_cli_model_physics(&m, ckpt, "profiles need the target density", cond, &pc, &phys,
                            NULL) != TF_OK)
     goto fail;
-  const int64_t D = m.fc.dim;
+  const int64_t D = tf_model_dim(m.model);
   if (K >= D) {
     tf_error(TF_EINVAL, "--coord %lld: the model has dimension %lld", (long long)K, (long long)D);
     goto fail;
@@ -244,7 +230,7 @@ int tf_cli_profile(int argc, char **argv) {
       tf_rng r;
       tf_rng_init(&r, (uint64_t)seed, 0, TF_RNG_LATENT, (uint32_t)chunk);
       tf_tensor *c = tf_full(ctx, 2, (int64_t[]){k, 1}, prop[j]), *lp = NULL;
-      tf_tensor *x = tf_flow_sample(m.flow, ctx, c, k, &r, &lp);
+      tf_tensor *x = tf_model_sample(m.model, ctx, c, k, &r, &lp);
       if (!x || !lp) goto fail;
       /* log of the mixture density: log-sum-exp over the components, in double; comp holds
        * log p_theta(x_i | C_l) at [i * np + l] */
@@ -252,7 +238,7 @@ int tf_cli_profile(int argc, char **argv) {
         tf_tensor *ll = lp;
         if (l != j) {
           tf_tensor *cl = tf_full(ctx, 2, (int64_t[]){k, 1}, prop[l]);
-          ll = cl ? tf_flow_log_prob(m.flow, ctx, x, cl) : NULL;
+          ll = cl ? tf_model_log_prob(m.model, ctx, x, cl) : NULL;
         }
         if (!ll) goto fail;
         for (int64_t i = 0; i < k; i++) comp[i * np + l] = (double)ll->data[i];

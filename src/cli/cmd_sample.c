@@ -40,30 +40,17 @@ int tf_cli_sample(int argc, char **argv) {
   const char *ckpt = NULL, *out = NULL;
   int64_t n = -1, seed = 1, batch = 8192;
   double cond = NAN;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const int has = i + 1 < argc;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
-      return TF_EXIT_OK;
-    } else if (has && !strcmp(a, "--n")) {
-      if (!tf_cli_parse_i64("sample", a, argv[++i], 1, (int64_t)1 << 40, &n)) return TF_EXIT_USAGE;
-    } else if (has && !strcmp(a, "--seed")) {
-      if (!tf_cli_parse_i64("sample", a, argv[++i], 0, INT64_MAX, &seed)) return TF_EXIT_USAGE;
-    } else if (has && !strcmp(a, "--batch")) {
-      if (!tf_cli_parse_i64("sample", a, argv[++i], 1, 1 << 24, &batch)) return TF_EXIT_USAGE;
-    } else if (has && !strcmp(a, "--condition")) {
-      if (!tf_cli_parse_f64("sample", a, argv[++i], 1e-300, 1e300, &cond)) return TF_EXIT_USAGE;
-    } else if (has && !strcmp(a, "--out")) {
-      out = argv[++i];
-    } else if (a[0] != '-' && !ckpt) {
-      ckpt = a;
-    } else {
-      fprintf(tf_cli_err(), "tradeflow sample: unexpected or incomplete argument '%s'\n\n", a);
-      usage(tf_cli_err());
-      return TF_EXIT_USAGE;
-    }
-  }
+  const tf_cli_arg args[] = {
+      {"n", TF_ARG_I64, &n, 1, (double)((int64_t)1 << 40), 0, NULL, NULL},
+      {"seed", TF_ARG_I64, &seed, 0, (double)INT64_MAX, 0, NULL, NULL},
+      {"batch", TF_ARG_I64, &batch, 1, 1 << 24, 0, NULL, NULL},
+      {"condition", TF_ARG_F64, &cond, 1e-300, 1e300, 0, NULL, NULL},
+      {"out", TF_ARG_STR, &out, 0, 0, 0, NULL, NULL},
+  };
+  int np;
+  const int rc = tf_cli_args("sample", argc, argv, args, sizeof args / sizeof args[0], &ckpt, 1,
+                             &np, usage);
+  if (rc >= 0) return rc;
   if (!ckpt || !out || n < 0) {
     fprintf(tf_cli_err(), "tradeflow sample: CHECKPOINT, --n and --out are required\n\n");
     usage(tf_cli_err());
@@ -74,10 +61,10 @@ int tf_cli_sample(int argc, char **argv) {
   tf_cli_model m;
   tf_physics *phys = NULL;
   int st = tf_cli_model_open(&m, ckpt);
-  if (st == TF_OK && m.fc.conditional && isnan(cond))
+  if (st == TF_OK && tf_model_conditional(m.model) && isnan(cond))
     st = tf_error(TF_EINVAL, "%s holds a conditional flow; give --condition C (> 0)", ckpt);
   if (st == TF_OK) {
-    if (!m.fc.conditional) cond = isnan(cond) ? 1.0 : cond;
+    if (!tf_model_conditional(m.model)) cond = isnan(cond) ? 1.0 : cond;
     /* the target family recorded with the model (if any) gives log_q and log_w */
     tf_config *pc = tf_cli_physics_load(m.config_text, ckpt);
     if (!pc) st = tf_error(TF_EFORMAT, "%s: %s", ckpt, tf_errmsg());
@@ -99,7 +86,7 @@ int tf_cli_sample(int argc, char **argv) {
     return TF_EXIT_USAGE;
   }
 
-  const int64_t D = m.fc.dim;
+  const int64_t D = tf_model_dim(m.model);
   /* chunks [c_lo, c_hi) are this rank's; every rank takes part in `rounds` writes */
   const int64_t n_chunks = (n + batch - 1) / batch;
   const int64_t rounds = (n_chunks + dist->size - 1) / dist->size;
@@ -132,7 +119,7 @@ int tf_cli_sample(int argc, char **argv) {
       tf_rng_init(&r, (uint64_t)seed, 0, TF_RNG_LATENT, (uint32_t)b);
       /* the chunk's stream in pieces of SUB rows: cache-sized intermediates, the same latents
        * as one pass (4096 conv-flow samples: 9.3 s in one pass, 1.1 s in pieces) */
-      st = tf_flow_draw(m.flow, ctx, cond, k, SUB, &r, xd, lp);
+      st = tf_model_draw(m.model, ctx, cond, k, SUB, &r, xd, lp);
       if (st != TF_OK)
         tf_error(st, "drawing rows %lld..%lld from the flow failed: %s", (long long)row0,
                  (long long)(row0 + k - 1), tf_errmsg());

@@ -37,9 +37,15 @@ static void usage(FILE *f) {
 
 /* Every [model] key must agree between the checkpoint and this run, except the name. */
 static int same_model(const tf_config *now, const tf_config *rec, const char *ckpt) {
-  const int n = tf_cli_model_n();
-  for (int i = 0; i < n; i++) {
-    const char *key = tf_cli_schema[i].key;
+  tf_cli_schema sc;
+  const char *fa = tf_config_str(now, "model", "family"), *fb = tf_config_str(rec, "model", "family");
+  if (strcmp(fa, fb))
+    return tf_error(TF_EINVAL, "cannot resume: model.family is '%s' in %s but '%s' in this "
+                    "config (%s); the architecture of a resumed run must not change",
+                    fb, ckpt, fa, tf_config_where(now, "model", "family"));
+  if (tf_cli_schema_get(fa, &sc) != TF_OK) return TF_EINVAL;
+  for (int i = 0; i < sc.n_model; i++) {
+    const char *key = sc.keys[i].key;
     if (!strcmp(key, "name")) continue;
     const char *a = tf_config_str(now, "model", key), *b = tf_config_str(rec, "model", key);
     if (strcmp(a, b))
@@ -134,31 +140,20 @@ int tf_cli_train(int argc, char **argv) {
   int resume = 0, n_set = 0;
   const char **set = calloc((size_t)argc + 1, sizeof *set);
   if (!set) return TF_EXIT_FAIL;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--set") && i + 1 < argc) {
-      set[n_set++] = argv[++i];
-    } else if (!strncmp(argv[i], "--set=", 6)) {
-      set[n_set++] = argv[i] + 6;
-    } else if (!strcmp(argv[i], "--resume")) {
-      resume = 1;
-    } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      usage(stdout);
-      free(set);
-      return TF_EXIT_OK;
-    } else if (!strcmp(argv[i], "--help-config")) {
-      char *h = tf_config_help(tf_cli_schema, tf_cli_schema_n);
-      if (h) fputs(h, stdout);
-      free(h);
-      free(set);
-      return TF_EXIT_OK;
-    } else if (argv[i][0] == '-' || path) {
-      fprintf(tf_cli_err(), "tradeflow train: unexpected argument '%s'\n\n", argv[i]);
-      usage(tf_cli_err());
-      free(set);
-      return TF_EXIT_USAGE;
-    } else {
-      path = argv[i];
-    }
+  int help_config = 0;
+  const tf_cli_arg args[] = {
+      {"set", TF_ARG_MULTI, set, 0, 0, argc, &n_set, NULL},
+      {"resume", TF_ARG_FLAG, &resume, 0, 0, 0, NULL, NULL},
+      {"help-config", TF_ARG_FLAG, &help_config, 0, 0, 0, NULL, NULL},
+  };
+  int npos;
+  const int rc = tf_cli_args("train", argc, argv, args, 3, &path, 1, &npos, usage);
+  if (rc >= 0 || help_config) {
+    char *h = rc < 0 ? tf_cli_help_config() : NULL;
+    if (h) fputs(h, stdout);
+    free(h);
+    free(set);
+    return rc >= 0 ? rc : TF_EXIT_OK;
   }
   if (!path) {
     usage(tf_cli_err());
@@ -176,16 +171,14 @@ int tf_cli_train(int argc, char **argv) {
     snprintf(ranks_note, sizeof ranks_note, " on %d ranks", dist->size);
   tf_config *cfg = NULL, *rec = NULL;
   data_t dt = {0};
-  tf_params *params = NULL;
-  tf_flow *flow = NULL;
+  tf_model *model = NULL;
   tf_trainer *tr = NULL;
   char *text = NULL, ckpt[4200], cfgout[4200], dimset[64];
   tf_train_config tc;
-  tf_flow_config fc;
   tf_physics *phys = NULL;
   tf_cli_range range = {0, 0, 0};
 
-  cfg = tf_config_load(path, tf_cli_schema, tf_cli_schema_n, n_set, set);
+  cfg = tf_cli_config_load(path, n_set, set);
   if (!cfg || tf_cli_physics_create(cfg, &phys, &range) != TF_OK ||
       tf_cli_train_config(cfg, &tc) != TF_OK ||
       tf_cli_loss_config(cfg, phys, phys ? &range : NULL, &tc.loss) != TF_OK ||
@@ -207,16 +200,16 @@ int tf_cli_train(int argc, char **argv) {
              phys && dt.x ? tf_physics_name(phys) : "", phys && dt.x ? " has none" : "");
     goto set_up;
   }
-  if (tf_cli_flow_config(cfg, dt.d ? dt.d : phys ? tf_physics_dim(phys) : 0, &fc) != TF_OK)
+  if (tf_model_from_config(cfg, dt.d ? dt.d : phys ? tf_physics_dim(phys) : 0, &model) != TF_OK)
     goto set_up;
   const double data_c = phys && !tf_config_is_set(cfg, "data", "condition")
                             ? range.c0 : tf_config_real(cfg, "data", "condition");
   if (tf_config_int(cfg, "model", "dim") == 0) {
     /* record the dimension taken from the data, so the checkpoint rebuilds without it */
-    snprintf(dimset, sizeof dimset, "model.dim=%lld", (long long)fc.dim);
+    snprintf(dimset, sizeof dimset, "model.dim=%lld", (long long)tf_model_dim(model));
     set[n_set++] = dimset;
     tf_config_destroy(cfg);
-    cfg = tf_config_load(path, tf_cli_schema, tf_cli_schema_n, n_set, set);
+    cfg = tf_cli_config_load(path, n_set, set);
     if (!cfg) goto set_up;
   }
   const char *dir = tf_config_str(cfg, "output", "dir");
@@ -246,16 +239,14 @@ int tf_cli_train(int argc, char **argv) {
     goto set_up;
   }
 
-  params = tf_params_create();
-  flow = params ? tf_flow_create(&fc, params) : NULL;
-  if (!flow || tf_params_finalize(params) != TF_OK || tf_flow_init(flow) != TF_OK) goto set_up;
+  if (tf_model_init(model) != TF_OK) goto set_up;
   tc.checkpoint = ckpt;
   tc.config_text = text;
   tc.model_name = tf_config_str(cfg, "model", "name");
   tc.log = dist->rank == 0 ? stdout : NULL;
   tc.dist = dist;
   tf_dataset ds = {dt.n, dt.d, dt.x, dt.c, data_c};
-  tr = tf_trainer_create(&tc, flow, params, dt.x ? &ds : NULL);
+  tr = tf_trainer_create(&tc, model, dt.x ? &ds : NULL);
   if (!tr) goto set_up;
   setup_ok = 1;
 set_up:
@@ -265,14 +256,15 @@ set_up:
   if (tf_dist_agree(dist, dist->rank == 0 ? write_text_atomic(cfgout, text) : TF_OK) != TF_OK)
     goto report;
 
+  char arch[128];
+  tf_model_describe(model, arch, sizeof arch);
   printf("tradeflow train: %s, D = %d, loss %s, %s, %lld samples from %s:%s, "
-         "%lld parameters (%s), %s coupling, %d blocks; %s step %lld of %lld%s\n",
-         tc.model_name, fc.dim, tf_config_str(cfg, "loss", "kind"),
+         "%lld parameters (%s), %s; %s step %lld of %lld%s\n",
+         tc.model_name, tf_model_dim(model), tf_config_str(cfg, "loss", "kind"),
          phys ? tf_physics_describe(phys) : "no physics", (long long)dt.n,
          tf_config_str(cfg, "data", "file")[0] ? tf_config_str(cfg, "data", "file") : "exact",
-         tf_config_str(cfg, "data", "dataset"), (long long)tf_params_size(params), TF_REAL_NAME,
-         fc.coupling == TF_COUPLING_SPLINE ? "spline" : "affine", fc.n_blocks,
-         resume ? "resuming at" : "starting at", (long long)tf_trainer_step(tr),
+         tf_config_str(cfg, "data", "dataset"), (long long)tf_params_size(tf_model_params(model)),
+         TF_REAL_NAME, arch, resume ? "resuming at" : "starting at", (long long)tf_trainer_step(tr),
          (long long)tc.steps, ranks_note);
   fflush(stdout);
   status = TF_EXIT_FAIL; /* from here on, failures happen during the work */
@@ -283,8 +275,7 @@ report:
   fprintf(tf_cli_err(), "tradeflow train: %s\n", tf_errmsg());
 done:
   tf_trainer_destroy(tr);
-  tf_flow_destroy(flow);
-  tf_params_destroy(params);
+  tf_model_destroy(model);
   tf_config_destroy(rec);
   tf_config_destroy(cfg);
   tf_physics_destroy(phys);

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "tradeflow/error.h"
+#include "tradeflow/publish.h"
 
 static tf_dist the_dist = {MPI_COMM_NULL, 0, 1};
 static FILE *null_stream;
@@ -108,18 +109,16 @@ int tf_cli_model_open(tf_cli_model *m, const char *checkpoint) {
                     "'raw'", w);
   m->model_cfg = tf_cli_load_model(checkpoint, &m->config_text);
   if (!m->model_cfg) return TF_EFORMAT; /* message set by the loader */
-  int rc = tf_cli_flow_config(m->model_cfg, 0, &m->fc);
+  int rc = tf_model_from_config(m->model_cfg, 0, &m->model);
   if (rc != TF_OK) goto fail;
   snprintf(m->name, sizeof m->name, "%s", tf_config_str(m->model_cfg, "model", "name"));
-  m->params = tf_params_create();
-  m->flow = m->params ? tf_flow_create(&m->fc, m->params) : NULL;
-  rc = m->flow ? tf_params_finalize(m->params) : TF_ENOMEM;
+  tf_params *params = tf_model_params(m->model);
   int averaged = 0;
-  if (rc == TF_OK && raw) {
-    rc = tf_checkpoint_load(checkpoint, m->params, NULL, NULL);
+  if (raw) {
+    rc = tf_checkpoint_load(checkpoint, params, NULL, NULL);
     m->weights = " (raw parameters)";
-  } else if (rc == TF_OK) {
-    rc = tf_checkpoint_load_averaged(checkpoint, m->params, &averaged, NULL);
+  } else {
+    rc = tf_checkpoint_load_averaged(checkpoint, params, &averaged, NULL);
     if (averaged) m->weights = " (averaged parameters)";
   }
   if (rc == TF_OK) return TF_OK;
@@ -129,8 +128,7 @@ fail:
 }
 
 void tf_cli_model_close(tf_cli_model *m) {
-  tf_flow_destroy(m->flow);
-  tf_params_destroy(m->params);
+  tf_model_destroy(m->model);
   tf_config_destroy(m->model_cfg);
   free(m->config_text);
   memset(m, 0, sizeof *m);
@@ -138,9 +136,9 @@ void tf_cli_model_close(tf_cli_model *m) {
 
 int tf_cli_afile_open(tf_cli_afile *a, const char *path) {
   a->f = NULL;
-  if (snprintf(a->path, sizeof a->path, "%s", path) >= (int)sizeof a->path)
+  if (snprintf(a->path, sizeof a->path, "%s", path) >= (int)sizeof a->path ||
+      tf_publish_tmp_name(path, a->tmp, sizeof a->tmp) != TF_OK)
     return tf_error(TF_EINVAL, "path too long: %.64s...", path);
-  snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%ld", path, (long)getpid());
   a->f = fopen(a->tmp, "w");
   if (!a->f) return tf_error(TF_EIO, "%s: cannot write: %s", a->tmp, strerror(errno));
   return TF_OK;
@@ -150,27 +148,17 @@ int tf_cli_afile_commit(tf_cli_afile *a) {
   if (!a->f) return tf_error(TF_EINVAL, "%s: not open", a->path);
   int e = 0;
   if (ferror(a->f)) e = EIO; /* errno may be stale here: the failed write set it long ago */
-  else if (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0) e = errno ? errno : EIO;
+  else if (fflush(a->f) != 0) e = errno ? errno : EIO;
+  const int fd = e ? -1 : dup(fileno(a->f));
+  if (!e && fd < 0) e = errno;
   if (fclose(a->f) != 0 && !e) e = errno;
   a->f = NULL;
-  if (!e && rename(a->tmp, a->path) != 0) e = errno;
   if (e) {
+    if (fd >= 0) close(fd);
     remove(a->tmp);
     return tf_error(TF_EIO, "%s: write failed: %s", a->path, strerror(e));
   }
-  /* the rename survives a crash only once the directory is synced; file systems that cannot
-   * sync a directory (EINVAL) still have the file in place */
-  char dir[sizeof a->path];
-  const char *slash = strrchr(a->path, '/');
-  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - a->path) + 1 : 1, slash ? a->path : ".");
-  const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    e = fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP ? errno : 0;
-    close(fd);
-    if (e) return tf_error(TF_EIO, "%s: written, but syncing its directory failed: %s", a->path,
-                           strerror(e));
-  }
-  return TF_OK;
+  return tf_publish(fd, a->tmp, a->path);
 }
 
 void tf_cli_afile_abort(tf_cli_afile *a) {

@@ -22,17 +22,11 @@ enum { NL = 3 };
 
 static double target(double x) { return sin(3 * x) * exp(-0.5 * x * x); }
 
-static int parse_long(const char *opt, const char *s, long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || *end || end == s || v < lo || v > hi) {
-    fprintf(stderr, "tradeflow demo: %s expects an integer in [%ld, %ld], got '%s'\n", opt, lo,
-            hi, s);
-    return 0;
-  }
-  *out = v;
-  return 1;
+static void usage(FILE *f) {
+  fprintf(f, "usage: tradeflow demo [--steps N] [--seed S] [--batch B]\n"
+             "\n"
+             "Fits a small MLP to a 1-D function with the tensor engine: a 10-second end-to-end\n"
+             "check of the build (no flows, no files).\n");
 }
 
 static void fill_batch(tf_rng *r, tf_tensor *x, tf_tensor *y) {
@@ -54,19 +48,15 @@ static tf_tensor *mlp(tf_ctx *ctx, tf_tensor *x, tf_tensor **W, tf_tensor **b) {
 }
 
 int tf_cli_demo(int argc, char **argv) {
-  long steps = 3000, seed = 1234, batch = 256;
-  for (int i = 1; i < argc; i++) {
-    if (i + 1 < argc && !strcmp(argv[i], "--steps")) {
-      if (!parse_long("--steps", argv[++i], 1, 10000000, &steps)) return 2;
-    } else if (i + 1 < argc && !strcmp(argv[i], "--seed")) {
-      if (!parse_long("--seed", argv[++i], 0, 2147483647, &seed)) return 2;
-    } else if (i + 1 < argc && !strcmp(argv[i], "--batch")) {
-      if (!parse_long("--batch", argv[++i], 1, 1 << 20, &batch)) return 2;
-    } else {
-      fprintf(stderr, "tradeflow demo: unknown or incomplete option '%s'\n", argv[i]);
-      return 2;
-    }
-  }
+  int64_t steps = 3000, seed = 1234, batch = 256;
+  const tf_cli_arg args[] = {
+      {"steps", TF_ARG_I64, &steps, 1, 10000000, 0, NULL, NULL},
+      {"seed", TF_ARG_I64, &seed, 0, 2147483647, 0, NULL, NULL},
+      {"batch", TF_ARG_I64, &batch, 1, 1 << 20, 0, NULL, NULL},
+  };
+  int npos;
+  const int st = tf_cli_args("demo", argc, argv, args, 3, NULL, 0, &npos, usage);
+  if (st >= 0) return st;
   const int64_t sizes[NL + 1] = {1, 64, 64, 1};
   tf_tensor *W[NL] = {0}, *b[NL] = {0}, *vW[NL] = {0}, *vb[NL] = {0}, *params[2 * NL];
   tf_ctx *ctx = tf_ctx_create(0);
@@ -89,7 +79,7 @@ int tf_cli_demo(int argc, char **argv) {
     params[2 * l + 1] = b[l];
   }
   printf("tradeflow demo: MLP 1-64-64-1 (tanh), %s, batch %ld, %ld steps, seed %ld\n",
-         TF_REAL_NAME, batch, steps, seed);
+         TF_REAL_NAME, (long)batch, (long)steps, (long)seed);
   const double lr = 0.05, mom = 0.9;
   const double t0 = tf_cli_now();
   const long every = steps >= 10 ? steps / 10 : 1;
@@ -121,7 +111,7 @@ int tf_cli_demo(int argc, char **argv) {
     if ((s + 1) % every == 0 || s + 1 == steps) {
       const double el = tf_cli_now() - t0, rate = (double)(s + 1) / el;
       printf("step %7ld/%ld  loss %.3e  %8.0f steps/s  %9.0f samples/s  ETA %5.1f s\n", s + 1,
-             steps, ema, rate, rate * (double)batch, (double)(steps - s - 1) / rate);
+             (long)steps, ema, rate, rate * (double)batch, (double)(steps - s - 1) / rate);
       fflush(stdout);
     }
   }

@@ -1,4 +1,6 @@
-/* main.c — the `tradeflow` command: dispatch to subcommands.  Only the front end exits. */
+/* main.c — the `tradeflow` command: dispatch to subcommands (tf_cli_main).  Only the front end
+ * exits.  The executable's main (tradeflow.c) is one line, so that a program bringing its
+ * own model families can register them and run the same front end. */
 #include <stdio.h>
 #include <string.h>
 
@@ -69,7 +71,7 @@ static int dispatch(int argc, char **argv) {
   return 2;
 }
 
-int main(int argc, char **argv) {
+int tf_cli_main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
     return 2;

@@ -14,7 +14,7 @@ tf_config *tf_cli_physics_load(const char *text, const char *origin) {
     tf_error(TF_ENOMEM, "out of memory");
     return NULL;
   }
-  tf_config *c = tf_config_load_string(sec, origin, tf_cli_schema + tf_cli_model_n(),
+  tf_config *c = tf_config_load_string(sec, origin, tf_cli_run_keys,
                                        tf_cli_physics_n(), 0, NULL);
   free(sec);
   return c;
@@ -76,9 +76,9 @@ int tf_cli_model_physics(const tf_cli_model *m, const char *ckpt, const char *wh
   int rc = *pc ? tf_cli_physics_create(*pc, p, range) : TF_EINVAL; /* message already set */
   if (*pc && rc == TF_OK && !*p)
     rc = tf_error(TF_EINVAL, "%s records no physics module: %s", ckpt, why);
-  if (rc == TF_OK && m->fc.dim != tf_physics_dim(*p))
+  if (rc == TF_OK && tf_model_dim(m->model) != tf_physics_dim(*p))
     rc = tf_error(TF_EINVAL, "%s: the flow has dimension %d but physics module %s has %lld", ckpt,
-                  m->fc.dim, tf_physics_describe(*p), (long long)tf_physics_dim(*p));
+                  tf_model_dim(m->model), tf_physics_describe(*p), (long long)tf_physics_dim(*p));
   double lo, hi;
   if (rc == TF_OK && isfinite(cond))
     tf_physics_param_range(*p, &lo, &hi);

@@ -1,8 +1,9 @@
 /* schema.c — the settings of `tradeflow train` and their translation into library configs.
  *
- * One table for the whole run config; its [model] entries come first so that the model can
- * be rebuilt from a checkpoint's recorded config alone (tf_cli_model_text), without the data
- * file or output directory of the run that wrote it.
+ * A run config's schema is the [model] keys of its model family (model.h: the common keys,
+ * then the family's own) followed by this file's table of the other sections.  [model] comes
+ * first so that the model can be rebuilt from a checkpoint's recorded config alone
+ * (tf_cli_model_text), without the data file or output directory of the run that wrote it.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -13,44 +14,7 @@
 
 #define UNB 1, 0 /* unbounded range */
 
-const tf_cfg_key tf_cli_schema[] = {
-    /* ---- [model]: everything that fixes the architecture (must come first) ---- */
-    {"model", "name", TF_CFG_STRING, "flow", UNB, NULL, "model name recorded in output files"},
-    {"model", "dim", TF_CFG_INT, "0", 0, 1e7, NULL,
-     "dimension D of x; 0: taken from the data"},
-    {"model", "conditional", TF_CFG_BOOL, "true", UNB, NULL,
-     "p(x | c) with condition c > 0 (false: p(x))"},
-    {"model", "coupling", TF_CFG_CHOICE, "affine", UNB, "affine|spline", "coupling transform"},
-    {"model", "blocks", TF_CFG_INT, "8", 1, 256, NULL, "coupling blocks"},
-    {"model", "hidden", TF_CFG_INT, "128", 1, 65536, NULL,
-     "subnet width (MLP units or conv channels)"},
-    {"model", "layers", TF_CFG_INT, "2", 1, 15, NULL, "hidden layers per subnet"},
-    {"model", "embed", TF_CFG_INT, "16", 0, 4096, NULL,
-     "condition embedding width (0: log c fed directly)"},
-    {"model", "clamp", TF_CFG_REAL, "2", 0, 100, NULL,
-     "affine soft clamp k in s = k tanh(s/k); 0: none"},
-    {"model", "spline_bins", TF_CFG_INT, "8", 2, 64, NULL, "spline bins K"},
-    {"model", "spline_bound", TF_CFG_REAL, "5", 1e-3, 1e6, NULL,
-     "spline interval [-B, B]; identity outside"},
-    {"model", "actnorm", TF_CFG_BOOL, "false", UNB, NULL,
-     "ActNorm with data-dependent initialisation in every block"},
-    {"model", "subnet", TF_CFG_CHOICE, "mlp", UNB, "mlp|conv",
-     "subnetworks: MLP, or periodic 3x3 convolutions on a lattice (checkerboard masks)"},
-    {"model", "lattice_l1", TF_CFG_INT, "0", 0, 1 << 20, NULL, "lattice extent L1 (conv)"},
-    {"model", "lattice_l2", TF_CFG_INT, "0", 0, 1 << 20, NULL, "lattice extent L2 (conv)"},
-    {"model", "permute", TF_CFG_BOOL, "true", UNB, NULL,
-     "MLP: random fixed permutation per block (false: reversal)"},
-    {"model", "base_temperature", TF_CFG_BOOL, "false", UNB, NULL,
-     "base N(0, c I) (latent temperature scaling) instead of N(0, I)"},
-    {"model", "base_scale", TF_CFG_CHOICE, "temperature", UNB, "temperature|inverse",
-     "base_temperature: base N(0, c I) (c a temperature) or N(0, I / c) (c = beta)"},
-    {"model", "subnet_condition", TF_CFG_BOOL, "true", UNB, NULL,
-     "feed e(c) to the subnets (false: c acts only through the base; needs base_temperature)"},
-    {"model", "symmetry", TF_CFG_CHOICE, "none", UNB, "none|sign",
-     "sign: the density (q(x) + q(-x)) / 2 of a Z2-symmetric target (e.g. phi^4), exact in "
-     "samples, log p and d/dc log p; costs a second pass"},
-    {"model", "seed", TF_CFG_INT, "1", 0, 9.007199254740992e15, NULL,
-     "initialisation and permutations"},
+const tf_cfg_key tf_cli_run_keys[] = {
     /* ---- [physics]: the target family (must follow [model]) ---- */
     {"physics", "name", TF_CFG_STRING, "", UNB, NULL,
      "physics module (tradeflow physics lists them); empty: none (data-only NLL)"},
@@ -191,70 +155,120 @@ const tf_cfg_key tf_cli_schema[] = {
     {"output", "checkpoint_every", TF_CFG_INT, "1000", 0, 1e12, NULL,
      "checkpoint every this many steps; 0: at the end only"},
 };
-const int tf_cli_schema_n = sizeof tf_cli_schema / sizeof tf_cli_schema[0];
-
-int tf_cli_model_n(void) {
-  int n = 0;
-  while (n < tf_cli_schema_n && !strcmp(tf_cli_schema[n].section, "model")) n++;
-  return n;
-}
+const int tf_cli_run_n = sizeof tf_cli_run_keys / sizeof tf_cli_run_keys[0];
 
 int tf_cli_physics_n(void) {
-  const int m = tf_cli_model_n();
   int n = 0;
-  while (m + n < tf_cli_schema_n && !strcmp(tf_cli_schema[m + n].section, "physics")) n++;
+  while (n < tf_cli_run_n && !strcmp(tf_cli_run_keys[n].section, "physics")) n++;
   return n;
 }
 
 int tf_cli_mcmc_n(void) {
-  const int m = tf_cli_model_n() + tf_cli_physics_n();
+  const int m = tf_cli_physics_n();
   int n = 0;
-  while (m + n < tf_cli_schema_n && !strcmp(tf_cli_schema[m + n].section, "mcmc")) n++;
+  while (m + n < tf_cli_run_n && !strcmp(tf_cli_run_keys[m + n].section, "mcmc")) n++;
   return n;
 }
 
-int tf_cli_flow_config(const tf_config *c, int64_t data_dim, tf_flow_config *out) {
-  int64_t dim = tf_config_int(c, "model", "dim");
-  if (dim == 0) dim = data_dim;
-  if (dim == 0)
-    return tf_error(TF_EINVAL, "%s: model.dim = 0 means 'from the data', but there is no data "
-                    "here; set model.dim", tf_config_where(c, "model", "dim"));
-  if (data_dim && dim != data_dim)
-    return tf_error(TF_EINVAL, "%s: model.dim = %lld, but the data have %lld columns",
-                    tf_config_where(c, "model", "dim"), (long long)dim, (long long)data_dim);
-  if (dim < 2)
-    return tf_error(TF_EINVAL, "model.dim = %lld: coupling flows need D >= 2 (%s)",
-                    (long long)dim, tf_config_where(c, "model", "dim"));
-  tf_flow_config f = tf_flow_defaults((int)dim);
-  f.conditional = tf_config_bool(c, "model", "conditional");
-  f.coupling = !strcmp(tf_config_str(c, "model", "coupling"), "spline") ? TF_COUPLING_SPLINE
-                                                                        : TF_COUPLING_AFFINE;
-  f.n_blocks = (int)tf_config_int(c, "model", "blocks");
-  f.hidden = (int)tf_config_int(c, "model", "hidden");
-  f.n_hidden = (int)tf_config_int(c, "model", "layers");
-  f.embed_dim = (int)tf_config_int(c, "model", "embed");
-  f.clamp = tf_config_real(c, "model", "clamp");
-  f.spline_bins = (int)tf_config_int(c, "model", "spline_bins");
-  f.spline_bound = tf_config_real(c, "model", "spline_bound");
-  f.actnorm = tf_config_bool(c, "model", "actnorm");
-  f.subnet = !strcmp(tf_config_str(c, "model", "subnet"), "conv") ? TF_SUBNET_CONV : TF_SUBNET_MLP;
-  f.lattice[0] = (int)tf_config_int(c, "model", "lattice_l1");
-  f.lattice[1] = (int)tf_config_int(c, "model", "lattice_l2");
-  f.permute = tf_config_bool(c, "model", "permute");
-  f.base_temperature = tf_config_bool(c, "model", "base_temperature");
-  f.subnet_condition = tf_config_bool(c, "model", "subnet_condition");
-  f.base_inverse = !strcmp(tf_config_str(c, "model", "base_scale"), "inverse");
-  f.sign_symmetric = !strcmp(tf_config_str(c, "model", "symmetry"), "sign");
-  f.seed = (uint64_t)tf_config_int(c, "model", "seed");
-  if (f.subnet == TF_SUBNET_CONV &&
-      ((int64_t)f.lattice[0] * f.lattice[1] != dim || f.lattice[0] % 2 || f.lattice[1] % 2 ||
-       f.lattice[0] < 2 || f.lattice[1] < 2))
-    return tf_error(TF_EINVAL, "%s: model.subnet = conv needs even model.lattice_l1 and "
-                    "model.lattice_l2 with L1 * L2 = D = %lld (got %d x %d)",
-                    tf_config_where(c, "model", "subnet"), (long long)dim, f.lattice[0],
-                    f.lattice[1]);
-  *out = f;
+/* One schema per family, built on first use and kept for the process: loaded configs point
+ * into it. */
+enum { MAX_SCHEMAS = 32, MAX_MODEL_KEYS = 128 };
+static struct {
+  const tf_model_type *type;
+  tf_cfg_key *keys;
+  int n, n_model;
+} schemas[MAX_SCHEMAS];
+static int n_schemas;
+
+static void free_schemas(void) {
+  for (int i = 0; i < n_schemas; i++) free(schemas[i].keys);
+  n_schemas = 0;
+}
+
+int tf_cli_schema_get(const char *family, tf_cli_schema *out) {
+  const tf_model_type *t = tf_model_type_find(family);
+  if (!t) return TF_EINVAL;
+  int i = 0;
+  while (i < n_schemas && schemas[i].type != t) i++;
+  if (i == n_schemas) {
+    if (n_schemas == MAX_SCHEMAS) return tf_error(TF_EINVAL, "too many model families");
+    tf_cfg_key *k = malloc((size_t)(MAX_MODEL_KEYS + tf_cli_run_n) * sizeof *k);
+    if (!k) return tf_error(TF_ENOMEM, "out of memory");
+    const int nm = tf_model_schema(t, k, MAX_MODEL_KEYS);
+    if (nm < 0) {
+      free(k);
+      return tf_error(TF_EINVAL, "model family %s has more than %d keys", t->name,
+                      MAX_MODEL_KEYS);
+    }
+    memcpy(k + nm, tf_cli_run_keys, (size_t)tf_cli_run_n * sizeof *k);
+    if (!n_schemas) atexit(free_schemas);
+    schemas[n_schemas].type = t;
+    schemas[n_schemas].keys = k;
+    schemas[n_schemas].n_model = nm;
+    schemas[n_schemas].n = nm + tf_cli_run_n;
+    n_schemas++;
+  }
+  out->type = t;
+  out->keys = schemas[i].keys;
+  out->n = schemas[i].n;
+  out->n_model = schemas[i].n_model;
   return TF_OK;
+}
+
+tf_config *tf_cli_config_load(const char *path, int n_set, const char *const *set) {
+  char *text = NULL, family[64];
+  if (tf_config_read_text(path, &text) != TF_OK) return NULL;
+  tf_model_family_of(text, n_set, set, family, sizeof family);
+  free(text);
+  tf_cli_schema sc;
+  if (tf_cli_schema_get(family, &sc) != TF_OK) {
+    tf_error(TF_EINVAL, "%s: model.family: %s", path, tf_errmsg());
+    return NULL;
+  }
+  return tf_config_load(path, sc.keys, sc.n, n_set, set);
+}
+
+char *tf_cli_help_config(void) {
+  /* the other sections once, then each family's [model] keys */
+  char *rest = tf_config_help(tf_cli_run_keys, tf_cli_run_n);
+  if (!rest) return NULL;
+  size_t cap = strlen(rest) + 1, len = 0;
+  char *out = NULL;
+  for (int pass = 0; pass < 2; pass++) {
+    len = 0;
+    for (int i = -1; i < tf_model_type_count(); i++) {
+      char *h;
+      char head[256];
+      if (i < 0) {
+        h = tf_config_help(tf_model_common_keys, tf_model_common_n);
+        snprintf(head, sizeof head, "[model] keys of every family (model.family = one of the "
+                 "families below; default coupling):\n");
+      } else {
+        const tf_model_type *t = tf_model_type_at(i);
+        h = t->n_keys ? tf_config_help(t->keys, t->n_keys) : NULL;
+        snprintf(head, sizeof head, "\n[model] keys of family %s (model.family = %s): %s\n",
+                 t->name, t->name, t->help ? t->help : "");
+      }
+      const size_t lh = strlen(head), lb = h ? strlen(h) : 0;
+      if (pass) {
+        memcpy(out + len, head, lh);
+        if (h) memcpy(out + len + lh, h, lb);
+      }
+      len += lh + lb;
+      free(h);
+    }
+    if (!pass) {
+      cap = len + strlen(rest) + 2;
+      out = malloc(cap);
+      if (!out) break;
+    }
+  }
+  if (out) {
+    out[len++] = '\n';
+    memcpy(out + len, rest, strlen(rest) + 1);
+  }
+  free(rest);
+  return out;
 }
 
 int tf_cli_train_config(const tf_config *c, tf_train_config *out) {
@@ -385,10 +399,17 @@ tf_config *tf_cli_load_model(const char *checkpoint, char **full_text) {
     tf_error(TF_ENOMEM, "out of memory");
     return NULL;
   }
-  char origin[4200];
+  char origin[4200], family[64];
   if (snprintf(origin, sizeof origin, "%s:/config", checkpoint) >= (int)sizeof origin)
     origin[sizeof origin - 1] = 0; /* only a name for messages */
-  tf_config *c = tf_config_load_string(model, origin, tf_cli_schema, tf_cli_model_n(), 0, NULL);
+  /* a checkpoint from before model families has no model.family: a coupling flow */
+  tf_model_family_of(model, 0, NULL, family, sizeof family);
+  tf_cli_schema sc;
+  tf_config *c = NULL;
+  if (tf_cli_schema_get(family, &sc) != TF_OK)
+    tf_error(TF_EFORMAT, "%s: model.family: %s", origin, tf_errmsg());
+  else
+    c = tf_config_load_string(model, origin, sc.keys, sc.n_model, 0, NULL);
   free(model);
   if (c && full_text) *full_text = text;
   else free(text);

@@ -91,17 +91,31 @@ int tf_ctx_status(const tf_ctx *ctx) { return ctx->status; }
 tf_arena *tf_ctx_arena(tf_ctx *ctx) { return ctx->arena; }
 size_t tf_ctx_tape_length(const tf_ctx *ctx) { return ctx->n_nodes; }
 
-int tf__fail(tf_ctx *ctx, int code, const char *fmt, ...) {
+static int vfail(tf_ctx *ctx, int code, const char *fmt, va_list ap) {
   /* keep the first error: later ones are usually consequences */
   if (ctx->status != TF_OK) return ctx->status;
   char buf[768];
-  va_list ap;
-  va_start(ap, fmt);
   vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
   ctx->status = code;
   tf_error(code, "%s", buf);
   return code;
+}
+
+int tf__fail(tf_ctx *ctx, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  const int st = vfail(ctx, code, fmt, ap);
+  va_end(ap);
+  return st;
+}
+
+/* the public name of tf__fail, for code outside the core */
+int tf_ctx_fail(tf_ctx *ctx, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  const int st = vfail(ctx, code, fmt, ap);
+  va_end(ap);
+  return st;
 }
 
 /* ---- tensors ----------------------------------------------------------------------------- */

@@ -53,8 +53,6 @@ void tf__h5_close(hid_t *id);
 char *tf__h5_dup_str(const char *s);
 /* The current UTC time as ISO 8601 ("2026-11-24T10:00:00Z"; "unknown" if unavailable). */
 void tf__h5_now_iso(char *buf, size_t len);
-/* The directory part of a path ("." for a bare name), malloc'd; NULL when out of memory. */
-char *tf__h5_dir_of(const char *path);
 
 /* malloc'd "<path>.tmp.<pid>", the temporary an atomic write goes through; NULL: no memory. */
 char *tf__h5_tmp_name(const char *path);
@@ -81,7 +79,7 @@ int tf__h5_dset_put(hid_t loc, const char *path, const char *name, const char *s
                     hid_t filetype, hid_t memtype, int rank, const hsize_t *dims,
                     const void *data, hid_t *keep);
 
-/* ---- atomic files --------------------------------------------------------------------------- */
+/* ---- atomic files (published by tf_publish, publish.h) ---------------------------------------- */
 
 /* A file assembled in memory (HDF5's core driver) and written to disk by us at commit: the image
  * goes to "<path>.tmp.<pid>", is fsync'd and renamed over <path>, and the directory is fsync'd.

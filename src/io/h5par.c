@@ -35,6 +35,7 @@
 #include <hdf5.h>
 
 #include "h5-impl.h"
+#include "tradeflow/publish.h"
 #include "tradeflow/dist.h"
 #include "tradeflow/h5io.h"
 
@@ -527,29 +528,8 @@ done:
 
 /* Rank 0: the closed temporary to disk, renamed over the target, the directory synced. */
 static int publish(tf_sample_pwriter *w) {
-  int fd = open(w->tmp, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || fsync(fd) != 0) {
-    const int st = tf_error(TF_EIO, "%s: cannot sync '%s': %s", w->path, w->tmp, strerror(errno));
-    if (fd >= 0) close(fd);
-    return st;
-  }
-  if (close(fd) != 0 || rename(w->tmp, w->path) != 0)
-    return tf_error(TF_EIO, "%s: cannot rename '%s' over the target: %s", w->path, w->tmp,
-                    strerror(errno));
-  w->tmp_made = 0; /* it is the target now */
-  /* Without this the rename itself may not survive a crash.  Some file systems cannot sync a
-   * directory (EINVAL); the file is in place either way. */
-  int st = TF_OK;
-  char *dir = tf__h5_dir_of(w->path);
-  fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-  if (fd >= 0) {
-    if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
-      st = tf_error(TF_EIO, "%s: written, but syncing directory '%s' failed: %s", w->path, dir,
-                    strerror(errno));
-    close(fd);
-  }
-  free(dir);
-  return st;
+  w->tmp_made = 0; /* renamed, or removed by tf_publish on failure */
+  return tf_publish(-1, w->tmp, w->path);
 }
 
 static int pw_close(tf_sample_pwriter *w) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "h5-impl.h"
+#include "tradeflow/publish.h"
 #include "tradeflow/h5io.h"
 
 /* ---- error reporting ------------------------------------------------------------------------ */
@@ -87,7 +88,10 @@ char *tf__h5_dup_str(const char *s) {
 char *tf__h5_tmp_name(const char *path) {
   const size_t len = strlen(path) + 32;
   char *t = malloc(len);
-  if (t) snprintf(t, len, "%s.tmp.%ld", path, (long)getpid());
+  if (t && tf_publish_tmp_name(path, t, len) != TF_OK) { /* cannot happen: len has room */
+    free(t);
+    t = NULL;
+  }
   return t;
 }
 
@@ -241,22 +245,9 @@ static int write_all(int fd, const unsigned char *p, size_t n) {
   return 0;
 }
 
-char *tf__h5_dir_of(const char *path) {
-  const char *slash = strrchr(path, '/');
-  if (!slash) return tf__h5_dup_str(".");
-  const size_t n = slash == path ? 1 : (size_t)(slash - path);
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, path, n);
-    d[n] = '\0';
-  }
-  return d;
-}
-
 int tf__h5_atomic_commit(tf__h5_atomic *a) {
   int st = TF_OK, fd = -1;
   unsigned char *img = NULL;
-  char *dir = NULL;
   ssize_t size = -1;
   /* An object left open would keep parts of the file unwritten in the image. */
   if (H5Fget_obj_count(a->file, H5F_OBJ_LOCAL | H5F_OBJ_DATASET | H5F_OBJ_GROUP |
@@ -272,30 +263,14 @@ int tf__h5_atomic_commit(tf__h5_atomic *a) {
     goto done;
   }
   tf__h5_close(&a->file); /* frees the in-memory copy before the disk write */
-  if (write_all(a->fd, img, (size_t)size) != 0 || fsync(a->fd) != 0) {
+  if (write_all(a->fd, img, (size_t)size) != 0) {
     st = tf_error(TF_EIO, "%s: cannot write '%s': %s", a->path, a->tmp, strerror(errno));
     goto done;
   }
   fd = a->fd;
-  a->fd = -1;
-  if (close(fd) != 0 || rename(a->tmp, a->path) != 0) { /* NFS may report errors at close */
-    st = tf_error(TF_EIO, "%s: cannot write '%s' and rename it over the target: %s", a->path,
-                  a->tmp, strerror(errno));
-    unlink(a->tmp);
-    goto done;
-  }
-  /* Without this the rename itself may not survive a crash.  Some file systems cannot sync a
-   * directory (EINVAL); the file is in place either way. */
-  dir = tf__h5_dir_of(a->path);
-  fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-  if (fd >= 0) {
-    if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
-      st = tf_error(TF_EIO, "%s: written, but syncing directory '%s' failed: %s", a->path, dir,
-                    strerror(errno));
-    close(fd);
-  }
+  a->fd = -1; /* tf_publish closes it */
+  st = tf_publish(fd, a->tmp, a->path);
 done:
-  free(dir);
   free(img);
   tf__h5_atomic_abort(a);
   return st;

@@ -14,9 +14,8 @@
 #include <string.h>
 
 #include "tradeflow/error.h"
-#include "tradeflow/result.h"
+#include "tradeflow/evaluate.h"
 #include "tradeflow/stats.h"
-#include "tradeflow/train.h"
 
 enum { DEFAULT_CHUNK = 256, KL_WIDEN_MAX = 10 }; /* rows per flow pass: cache-sized */
 
@@ -125,7 +124,7 @@ static int eval_derived(const tf_physics *p, int64_t n, const double *log_w, con
 
 /* ---- reference samples ----------------------------------------------------------------------- */
 
-static int eval_reference(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
+static int eval_reference(tf_model *model, tf_ctx *ctx, const tf_physics *p, double c,
                           int64_t n, const double *x, int from_file, double *cvec, double *obs,
                           tf_eval_result *r, int64_t row, char *note, size_t note_len) {
   const int64_t D = tf_physics_dim(p);
@@ -133,7 +132,7 @@ static int eval_reference(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, doubl
   double *lp = malloc((size_t)n * sizeof *lp);
   if (!lp) return tf_error(TF_ENOMEM, "out of memory for %lld reference samples", (long long)n);
   tf_dataset ds = {n, D, x, NULL, c};
-  int st = tf_dataset_log_prob(flow, ctx, &ds, NULL, n, lp);
+  int st = tf_dataset_log_prob(model, ctx, &ds, NULL, n, lp);
   if (st != TF_OK) {
     free(lp);
     return tf_error(st, "flow density on the reference samples at c = %g: %s", c, tf_errmsg());
@@ -191,7 +190,7 @@ static int kl_grid_logq(const tf_physics *p, double c, int G, const double *lo,
   return TF_OK;
 }
 
-static int eval_kl(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c, int G,
+static int eval_kl(tf_model *model, tf_ctx *ctx, const tf_physics *p, double c, int G,
                    double log_z, int64_t n, const double *x, const double *log_w,
                    tf_eval_result *r, int64_t row, char *note, size_t note_len) {
   /* the box from the reweighted moments (the target's, if the weights are any good) */
@@ -237,7 +236,7 @@ static int eval_kl(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c, in
              "raise --kl-grid", G, G, mass);
   if (st == TF_OK) {
     tf_dataset ds = {ng, 2, xg, NULL, c};
-    st = tf_dataset_log_prob(flow, ctx, &ds, NULL, ng, lp);
+    st = tf_dataset_log_prob(model, ctx, &ds, NULL, ng, lp);
     if (st != TF_OK) tf_error(st, "flow density on the KL grid: %s", tf_errmsg());
   }
   if (st == TF_OK) {
@@ -316,15 +315,15 @@ static int eval_imh(int64_t n, const double *log_w, const double *obs, int M, tf
 
 /* ---- one condition --------------------------------------------------------------------------- */
 
-int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c, int64_t index,
+int tf_eval_condition(tf_model *model, tf_ctx *ctx, const tf_physics *p, double c, int64_t index,
                       const tf_eval_config *cfg, const tf_eval_ref *ref, tf_eval_result *r,
                       int64_t row, char *note, size_t note_len) {
   if (note && note_len) note[0] = '\0';
   const int64_t D = tf_physics_dim(p), N = cfg->n;
   const int M = tf_physics_n_obs(p), Mt = M + tf_physics_n_derived(p);
-  if (tf_flow_get_config(flow)->dim != D)
+  if (tf_model_dim(model) != D)
     return tf_error(TF_EINVAL, "the flow has dimension %d, physics module %s has %lld",
-                    tf_flow_get_config(flow)->dim, tf_physics_describe(p), (long long)D);
+                    tf_model_dim(model), tf_physics_describe(p), (long long)D);
   if (N < 2 || cfg->bootstrap < 2 || row < 0 || row >= r->k || r->m != Mt)
     return tf_error(TF_EINVAL, "evaluation: need N >= 2 (got %lld), B >= 2 (got %lld) and a "
                     "result with row %lld and %d observables", (long long)N,
@@ -344,7 +343,7 @@ int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
   for (int64_t i = 0; st == TF_OK && i < cap; i++) cvec[i] = c;
   tf_rng rng;
   tf_rng_init(&rng, cfg->seed, 0, TF_RNG_LATENT, (uint32_t)index);
-  if (st == TF_OK) st = tf_flow_draw(flow, ctx, c, N, cfg->chunk > 0 ? cfg->chunk : DEFAULT_CHUNK, &rng, x, lp);
+  if (st == TF_OK) st = tf_model_draw(model, ctx, c, N, cfg->chunk > 0 ? cfg->chunk : DEFAULT_CHUNK, &rng, x, lp);
   if (st == TF_OK) st = tf_physics_log_q(p, N, x, cvec, lw, NULL, NULL);
   int64_t n = 0;
   if (st == TF_OK) {
@@ -403,10 +402,10 @@ int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
     st = eval_imh(n_imh, lw, obs, M, &rng, r, row, note, note_len, p);
   }
   if (st == TF_OK && D == 2 && cfg->kl_grid >= 2 && isfinite(log_z))
-    st = eval_kl(flow, ctx, p, c, cfg->kl_grid, log_z, n, x, lw, r, row, note, note_len);
+    st = eval_kl(model, ctx, p, c, cfg->kl_grid, log_z, n, x, lw, r, row, note, note_len);
   /* reference samples: the caller's rows at c, else the module's exact sampler */
   if (st == TF_OK && ref && ref->n > 0) {
-    st = eval_reference(flow, ctx, p, c, ref->n, ref->x, 1, cvec, obs, r, row, note, note_len);
+    st = eval_reference(model, ctx, p, c, ref->n, ref->x, 1, cvec, obs, r, row, note, note_len);
   } else if (st == TF_OK && cfg->n_ref > 0 && tf_physics_has_sampler(p, c)) {
     xr = malloc((size_t)(cfg->n_ref * D) * sizeof *xr);
     if (!xr) st = tf_error(TF_ENOMEM, "out of memory for %lld reference samples",
@@ -415,7 +414,7 @@ int tf_eval_condition(tf_flow *flow, tf_ctx *ctx, const tf_physics *p, double c,
     if (st == TF_OK && (st = tf_physics_sample(p, c, cfg->n_ref, &rng, xr)) != TF_OK)
       tf_error(st, "exact samples at c = %g: %s", c, tf_errmsg());
     if (st == TF_OK)
-      st = eval_reference(flow, ctx, p, c, cfg->n_ref, xr, 0, cvec, obs, r, row, note, note_len);
+      st = eval_reference(model, ctx, p, c, cfg->n_ref, xr, 0, cvec, obs, r, row, note, note_len);
   }
   free(x);
   free(lp);

@@ -53,7 +53,7 @@ static const double PI = 3.14159265358979323846;
 
 struct tf_loss_state {
   tf_loss_config cfg;
-  tf_flow *flow;
+  tf_model *model;
   int D;
   uint64_t seed;
   tf_dist dist;
@@ -112,12 +112,25 @@ static const char *kind_name(int k) {
   return k >= 0 && k < 4 ? n[k] : "?";
 }
 
-int tf_loss_check(const tf_loss_config *c, const tf_flow *flow, int have_data) {
+/* What each loss asks of the model family: gradient training always; the densities and
+ * samples the loss evaluates; TRADE also d/dc log p under a tangent on c. */
+static unsigned needed_caps(const tf_loss_config *c) {
+  unsigned caps = TF_MODEL_GRADIENT;
+  if (c->kind != TF_LOSS_NLL) caps |= TF_MODEL_LOG_PROB;
+  if (c->kind == TF_LOSS_REVERSE_KL) caps |= TF_MODEL_SAMPLE;
+  if (c->kind == TF_LOSS_TRADE) caps |= TF_MODEL_DC | TF_MODEL_SAMPLE;
+  return caps;
+}
+
+int tf_loss_check(const tf_loss_config *c, const tf_model *model, int have_data) {
   if (c->kind < TF_LOSS_NLL || c->kind > TF_LOSS_REWEIGHT)
     return tf_error(TF_EINVAL, "loss: unknown kind %d", c->kind);
-  if (c->kind == TF_LOSS_NLL) return have_data ? TF_OK : tf_error(TF_EINVAL, "loss nll: no data");
   const char *k = kind_name(c->kind);
-  if (!tf_flow_get_config(flow)->conditional)
+  char who[32];
+  snprintf(who, sizeof who, "loss %s", k);
+  if (tf_model_require(model, needed_caps(c), who) != TF_OK) return TF_EUNSUP;
+  if (c->kind == TF_LOSS_NLL) return have_data ? TF_OK : tf_error(TF_EINVAL, "loss nll: no data");
+  if (!tf_model_conditional(model))
     return tf_error(TF_EINVAL, "loss %s: the flow must be conditional (model.conditional = "
                     "true): this loss learns p(x | c) across a range of c", k);
   if (!(c->c_min > 0 && c->c_min <= c->c0 && c->c0 <= c->c_max && isfinite(c->c_max)))
@@ -135,10 +148,10 @@ int tf_loss_check(const tf_loss_config *c, const tf_flow *flow, int have_data) {
       return tf_error(TF_ERANGE, "loss %s: the range [%g, %g] leaves the valid range [%g, %g] "
                       "of %s in module %s", k, c->c_min, c->c_max, lo, hi,
                       tf_physics_param(c->physics), tf_physics_name(c->physics));
-    if (tf_physics_dim(c->physics) != tf_flow_get_config(flow)->dim)
+    if (tf_physics_dim(c->physics) != tf_model_dim(model))
       return tf_error(TF_EINVAL, "loss %s: module %s has dimension %d, the flow %d", k,
                       tf_physics_describe(c->physics), tf_physics_dim(c->physics),
-                      tf_flow_get_config(flow)->dim);
+                      tf_model_dim(model));
   }
   const int grid = c->kind == TF_LOSS_TRADE && c->variant == TF_TRADE_GRID;
   if (c->offpolicy != 0 && !grid)
@@ -191,7 +204,7 @@ static int grow(tf_loss_state *ls, int64_t n) {
   return TF_OK;
 }
 
-tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_flow *flow, uint64_t seed,
+tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_model *model, uint64_t seed,
                               const tf_dist *dist) {
   tf_loss_state *ls = calloc(1, sizeof *ls);
   if (!ls) {
@@ -199,8 +212,8 @@ tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_flow *flow, uint64_t
     return NULL;
   }
   ls->cfg = *cfg;
-  ls->flow = flow;
-  ls->D = tf_flow_get_config(flow)->dim;
+  ls->model = model;
+  ls->D = tf_model_dim(model);
   ls->seed = seed;
   ls->dist = dist ? *dist : tf_dist_serial();
   if (ls->dist.size > 1) {
@@ -283,7 +296,7 @@ static int status_of(tf_ctx *ctx, const char *what) {
 static tf_tensor *logp_c0(tf_loss_state *ls, tf_ctx *ctx, tf_tensor *x) {
   const int g = tf_ctx_set_grad(ctx, 0), f = tf_ctx_set_forward(ctx, 0);
   tf_tensor *c0 = tf_full(ctx, 2, (int64_t[]){x->shape[0], 1}, ls->cfg.c0);
-  tf_tensor *lp = tf_flow_log_prob(ls->flow, ctx, x, c0);
+  tf_tensor *lp = tf_model_log_prob(ls->model, ctx, x, c0);
   tf_ctx_set_grad(ctx, g);
   tf_ctx_set_forward(ctx, f);
   return lp;
@@ -349,7 +362,7 @@ static tf_tensor *logp_and_dc(tf_loss_state *ls, tf_ctx *ctx, tf_tensor *x, tf_t
   tf_tensor *one = tf_full(ctx, 2, (int64_t[]){c->shape[0], 1}, 1.0);
   if (!one || tf_set_tangent(ctx, c, one) != TF_OK) return NULL;
   const int f = tf_ctx_set_forward(ctx, 1);
-  tf_tensor *lp = tf_flow_log_prob(ls->flow, ctx, x, c);
+  tf_tensor *lp = tf_model_log_prob(ls->model, ctx, x, c);
   tf_ctx_set_forward(ctx, f);
   *dlp = lp ? tf_tangent(ctx, lp) : NULL;
   if (lp && !*dlp) *dlp = tf_zeros(ctx, 2, (int64_t[]){c->shape[0], 1}); /* c unused */
@@ -360,7 +373,7 @@ static tf_tensor *logp_and_dc(tf_loss_state *ls, tf_ctx *ctx, tf_tensor *x, tf_t
 static tf_tensor *sample_detached(tf_loss_state *ls, tf_ctx *ctx, tf_tensor *c, int64_t n,
                                   tf_rng *r, tf_tensor **lp) {
   const int g = tf_ctx_set_grad(ctx, 0), f = tf_ctx_set_forward(ctx, 0);
-  tf_tensor *x = tf_flow_sample(ls->flow, ctx, c, n, r, lp);
+  tf_tensor *x = tf_model_sample(ls->model, ctx, c, n, r, lp);
   tf_ctx_set_grad(ctx, g);
   tf_ctx_set_forward(ctx, f);
   if (x) to_double(x, ls->xd);
@@ -611,7 +624,7 @@ static tf_tensor *reverse_kl(tf_loss_state *ls, tf_ctx *ctx, int64_t n, tf_rng *
   tf_tensor *c = cond_tensor(ctx, n, ls->cd);
   tf_tensor *lp = NULL;
   const int f = tf_ctx_set_forward(ctx, 0);
-  tf_tensor *x = c ? tf_flow_sample(ls->flow, ctx, c, n, r, &lp) : NULL;
+  tf_tensor *x = c ? tf_model_sample(ls->model, ctx, c, n, r, &lp) : NULL;
   tf_ctx_set_forward(ctx, f);
   if (!x || !lp) return NULL;
   to_double(x, ls->xd);
@@ -660,7 +673,7 @@ static tf_tensor *reweight(tf_loss_state *ls, tf_ctx *ctx, int64_t step, tf_tens
     for (int64_t i = lo; i < hi; i++) wt->data[i] = (tf_real)(-ls->w[i] / (double)G);
   }
   tf_tensor *c = cond_tensor(ctx, n, ls->cd);
-  return tf_sum_all(ctx, tf_mul(ctx, wt, tf_flow_log_prob(ls->flow, ctx, x, c)));
+  return tf_sum_all(ctx, tf_mul(ctx, wt, tf_model_log_prob(ls->model, ctx, x, c)));
 }
 
 int tf_loss_terms(tf_loss_state *ls, tf_ctx *ctx, int64_t step, tf_tensor *x, tf_tensor *c,
@@ -671,7 +684,7 @@ int tf_loss_terms(tf_loss_state *ls, tf_ctx *ctx, int64_t step, tf_tensor *x, tf
   tf_tensor *nll = NULL;
   if (x && (cfg->kind == TF_LOSS_REWEIGHT ||
             (cfg->kind == TF_LOSS_TRADE && cfg->boundary == TF_BOUNDARY_NLL)))
-    nll = tf_scale(ctx, tf_mean_all(ctx, tf_flow_log_prob(ls->flow, ctx, x, c)), -1);
+    nll = tf_scale(ctx, tf_mean_all(ctx, tf_model_log_prob(ls->model, ctx, x, c)), -1);
   tf_rng r;
   switch (cfg->kind) {
   case TF_LOSS_REVERSE_KL: {

@@ -18,12 +18,13 @@
 
 typedef struct tf_loss_state tf_loss_state;
 
-/* Checks the settings against the flow and the data (have_data: a data set exists). */
-int tf_loss_check(const tf_loss_config *cfg, const tf_flow *flow, int have_data);
+/* Checks the settings against the model (its family's capabilities: TRADE refuses a family
+ * without d/dc log p) and the data (have_data: a data set exists). */
+int tf_loss_check(const tf_loss_config *cfg, const tf_model *model, int have_data);
 
 /* NULL on error.  seed names the random streams; dist (copied; NULL: serial) the ranks over
  * which the condition range is stratified (loss.c).  tf_loss_prepare is then collective. */
-tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_flow *flow, uint64_t seed,
+tf_loss_state *tf_loss_create(const tf_loss_config *cfg, tf_model *model, uint64_t seed,
                               const tf_dist *dist);
 void tf_loss_destroy(tf_loss_state *ls);
 

@@ -1,10 +1,13 @@
-/* trainer.c — the NLL training loop with validation, checkpoints and exact resumption.
+/* trainer.c — the caller-driven trainer: optimizer steps with exact resumption.
  *
  * Exported: tf_train_defaults, tf_trainer_create, tf_trainer_destroy, tf_trainer_resume,
- *           tf_trainer_run, tf_trainer_val_nll, tf_trainer_step, tf_trainer_skipped,
+ *           tf_trainer_set, tf_trainer_iterate, tf_trainer_should_stop, tf_trainer_state,
+ *           tf_trainer_summary, tf_trainer_config, tf_trainer_validate, tf_trainer_save,
+ *           tf_trainer_check, tf_trainer_val_nll, tf_trainer_step, tf_trainer_skipped,
  *           tf_trainer_stopped, tf_trainer_last_loss, tf_trainer_comm_seconds,
- *           tf_dataset_log_prob, tf_flow_draw, tf_train_request_stop,
- *           tf_train_install_signals.
+ *           tf_train_request_stop, tf_train_install_signals.
+ * Collective (with several ranks): resume, set, iterate, validate, save, check, val_nll.
+ * The loop that `tradeflow train` runs over these is run.c.
  *
  * Exact resumption rests on three choices: the batch of a step is a function of the step
  * (epoch permutations from named Philox streams), everything else that evolves (parameters,
@@ -23,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "loss.h"
 #include "tradeflow/dist.h"
@@ -32,11 +34,10 @@
 #include "tradeflow/rng.h"
 #include "tradeflow/train.h"
 
-enum { VAL_CHUNK = 4096 };
-
 static volatile sig_atomic_t stop_requested;
 
 void tf_train_request_stop(void) { stop_requested = 1; }
+void tf_train_clear_stop(void) { stop_requested = 0; }
 
 static void on_signal(int sig) {
   (void)sig;
@@ -58,7 +59,7 @@ struct tf_trainer {
   tf_train_config cfg;
   tf_dist dist;      /* copy of *cfg.dist (serial when NULL) */
   tf_real *red_work; /* scratch of the gradient mean (P > 1) */
-  tf_flow *flow;
+  tf_model *model;
   tf_params *params;
   tf_dataset data;
   int conditional;
@@ -74,16 +75,14 @@ struct tf_trainer {
   int64_t *val_rows, n_val;
   int64_t *epoch_perm, epoch;   /* visiting order of train_rows in `epoch` (-1: none yet) */
   int64_t step, skipped, consecutive, run_steps;
+  int last_bad;     /* the last iterate skipped its step */
   int stop_agreed;  /* some rank was asked to stop (agreed at the last step) */
   double *sum_tmp;  /* scratch of the step's small sum: 4 P doubles */
   double comm_s;    /* wall time in the step's collectives (agreement, sums, gradient mean) */
   double last_b, last_e; /* the step's loss terms (mean over ranks) */
-  double best_val, last_loss, last_val, last_gnorm;
+  double best_val, last_loss, last_val, last_gnorm, last_lr;
   int resumed, stopped;
-  int from_checkpoint; /* parameters loaded by tf_trainer_resume: already on disk */
-  double t_start, t_last_log, t_last_bar;
-  int64_t step_last_log;
-  int tty;
+  int64_t saved_step; /* the state at this step is in cfg.checkpoint (-1: none known) */
 };
 
 tf_train_config tf_train_defaults(void) {
@@ -128,7 +127,7 @@ static int check_config(const tf_train_config *c) {
 /* The data must suit the flow before any step runs: a NaN found at step 40000 is a lost job. */
 static int check_data(const tf_trainer *t) {
   const tf_dataset *d = &t->data;
-  const int D = tf_flow_get_config(t->flow)->dim;
+  const int D = tf_model_dim(t->model);
   if (d->d != D)
     return tf_error(TF_EINVAL, "trainer: the data have %lld columns, the flow has dimension %d",
                     (long long)d->d, D);
@@ -147,9 +146,10 @@ static int check_data(const tf_trainer *t) {
   return TF_OK;
 }
 
-tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_params *params,
+tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_model *model,
                               const tf_dataset *data) {
   if (check_config(cfg) != TF_OK) return NULL;
+  tf_params *params = tf_model_params(model);
   tf_trainer *t = calloc(1, sizeof *t);
   if (!t) {
     tf_error(TF_ENOMEM, "trainer: out of memory");
@@ -158,17 +158,18 @@ tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_para
   t->cfg = *cfg;
   t->dist = cfg->dist ? *cfg->dist : tf_dist_serial();
   t->cfg.dist = &t->dist;
-  t->flow = flow;
+  t->model = model;
   t->params = params;
   t->have_data = data != NULL;
   if (data) t->data = *data;
-  t->conditional = tf_flow_get_config(flow)->conditional;
+  t->conditional = tf_model_conditional(model);
   t->epoch = -1;
+  t->saved_step = -1;
   t->best_val = INFINITY;
-  t->last_loss = t->last_val = t->last_gnorm = NAN;
-  if (tf_loss_check(&cfg->loss, flow, data != NULL) != TF_OK) goto fail;
+  t->last_loss = t->last_val = t->last_gnorm = t->last_lr = NAN;
+  if (tf_loss_check(&cfg->loss, model, data != NULL) != TF_OK) goto fail;
   if (cfg->loss.kind != TF_LOSS_NLL) {
-    t->ls = tf_loss_create(&cfg->loss, flow, cfg->seed, &t->dist);
+    t->ls = tf_loss_create(&cfg->loss, model, cfg->seed, &t->dist);
     t->gbuf = cfg->loss.adaptive ? malloc((size_t)tf_params_size(params) * sizeof(tf_real)) : NULL;
     if (!t->ls || (cfg->loss.adaptive && !t->gbuf)) {
       if (t->ls) tf_error(TF_ENOMEM, "trainer: out of memory");
@@ -218,7 +219,6 @@ tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_para
       if (t->optim) tf_error(TF_ENOMEM, "trainer: out of memory");
       goto fail;
     }
-    t->tty = cfg->log && isatty(fileno(cfg->log)) && !tf_dist_launched();
     return t;
   }
   if (check_data(t) != TF_OK) goto fail;
@@ -248,7 +248,6 @@ tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_flow *flow, tf_para
   tf_rng_permutation(&r, perm, n);
   t->val_rows = perm;
   t->train_rows = perm + t->n_val;
-  t->tty = cfg->log && isatty(fileno(cfg->log)) && !tf_dist_launched();
   return t;
 fail:
   tf_trainer_destroy(t);
@@ -273,11 +272,11 @@ void tf_trainer_destroy(tf_trainer *t) {
 int64_t tf_trainer_step(const tf_trainer *t) { return t->step; }
 int64_t tf_trainer_skipped(const tf_trainer *t) { return t->skipped; }
 int tf_trainer_stopped(const tf_trainer *t) { return t->stopped; }
-double tf_trainer_last_loss(const tf_trainer *t) { return t->last_loss; }
+const tf_train_config *tf_trainer_config(const tf_trainer *t) { return &t->cfg; }double tf_trainer_last_loss(const tf_trainer *t) { return t->last_loss; }
 double tf_trainer_comm_seconds(const tf_trainer *t) { return t->comm_s; }
 
 /* The replicas' parameters and optimizer moments must agree bit for bit (collective). */
-static int check_replicas(tf_trainer *t, const char *when) {
+int tf_trainer_check(tf_trainer *t, const char *when) {
   if (t->dist.size == 1) return TF_OK;
   const size_t np = (size_t)tf_params_size(t->params);
   const void *ptr[4] = {tf_params_values(t->params), tf_optim_m(t->optim), tf_optim_v(t->optim),
@@ -315,7 +314,7 @@ int tf_trainer_resume(tf_trainer *t, const char *checkpoint) {
     if (t->ls) rc = tf_loss_load(t->ls, &m);
     t->resumed = 1;
     /* the state on disk where this run writes is the loaded one (only if it is that file) */
-    t->from_checkpoint = t->cfg.checkpoint && !strcmp(checkpoint, t->cfg.checkpoint);
+    t->saved_step = t->cfg.checkpoint && !strcmp(checkpoint, t->cfg.checkpoint) ? m.step : -1;
     int64_t ranks;
     if (rc == TF_OK && t->cfg.log && tf_checkpoint_meta_get_i64(&m, "ranks", &ranks) == TF_OK &&
         ranks != t->dist.size)
@@ -327,11 +326,11 @@ int tf_trainer_resume(tf_trainer *t, const char *checkpoint) {
 out:
   tf_checkpoint_meta_clear(&m);
   rc = tf_dist_agree(&t->dist, rc);
-  return rc == TF_OK ? check_replicas(t, "resume at step") : rc;
+  return rc == TF_OK ? tf_trainer_check(t, "resume at step") : rc;
 }
 
-/* Collective: rank 0 writes, every rank learns the outcome. */
-static int save(tf_trainer *t) {
+/* Rank 0 writes, every rank learns the outcome. */
+int tf_trainer_save(tf_trainer *t) {
   if (!t->cfg.checkpoint) return TF_OK;
   int rc = TF_OK;
   if (t->dist.rank == 0) {
@@ -350,7 +349,9 @@ static int save(tf_trainer *t) {
     if (rc == TF_OK) rc = tf_checkpoint_save(t->cfg.checkpoint, t->params, t->optim, &m);
     tf_checkpoint_meta_clear(&m);
   }
-  return tf_dist_agree(&t->dist, rc);
+  rc = tf_dist_agree(&t->dist, rc);
+  if (rc == TF_OK) t->saved_step = t->step;
+  return rc;
 }
 
 /* rows[0..B) of the training set for `step` on `rank`: block rank of the step's P blocks */
@@ -365,22 +366,6 @@ static const int64_t *batch_rows(tf_trainer *t, int64_t step, int rank) {
     t->epoch = e;
   }
   return t->epoch_perm + (b * P + rank) * B;
-}
-
-/* x (n, D) and c (n, 1) (NULL for an unconditional flow) tensors of rows[0..n), or of rows
- * first..first+n-1 when rows is NULL, in the network precision */
-static void gather_rows(tf_ctx *ctx, const tf_dataset *d, int conditional, const int64_t *rows,
-                        int64_t first, int64_t n, tf_tensor **x, tf_tensor **c) {
-  const int64_t D = d->d;
-  *x = tf_new2(ctx, n, D);
-  *c = conditional ? tf_new2(ctx, n, 1) : NULL;
-  if (!*x || (conditional && !*c)) return;
-  for (int64_t i = 0; i < n; i++) {
-    const int64_t r = rows ? rows[i] : first + i;
-    const double *src = d->x + r * D;
-    for (int64_t j = 0; j < D; j++) (*x)->data[i * D + j] = (tf_real)src[j];
-    if (*c) (*c)->data[i] = (tf_real)(d->c ? d->c[r] : d->c0);
-  }
 }
 
 /* Training batch of `step` with augmentation: the rows' random symmetry images, drawn in
@@ -399,60 +384,6 @@ static int augment_batch(tf_trainer *t, const int64_t *rows, int64_t step, int r
   return TF_OK;
 }
 
-int tf_dataset_log_prob(tf_flow *flow, tf_ctx *ctx, const tf_dataset *data, const int64_t *rows,
-                        int64_t n, double *log_p) {
-  const int conditional = tf_flow_get_config(flow)->conditional;
-  const int grad = tf_ctx_set_grad(ctx, 0);
-  int rc = TF_OK;
-  for (int64_t i0 = 0; i0 < n && rc == TF_OK; i0 += VAL_CHUNK) {
-    const int64_t m = n - i0 < VAL_CHUNK ? n - i0 : VAL_CHUNK;
-    tf_ctx_reset(ctx);
-    tf_tensor *x, *c;
-    gather_rows(ctx, data, conditional, rows ? rows + i0 : NULL, i0, m, &x, &c);
-    tf_tensor *lp = tf_flow_log_prob(flow, ctx, x, c);
-    if (!lp) {
-      rc = tf_ctx_status(ctx) ? tf_ctx_status(ctx) : TF_EINVAL;
-      break;
-    }
-    for (int64_t i = 0; i < m; i++) log_p[i0 + i] = (double)lp->data[i];
-  }
-  tf_ctx_reset(ctx);
-  tf_ctx_set_grad(ctx, grad);
-  return rc;
-}
-
-int tf_flow_draw(tf_flow *flow, tf_ctx *ctx, double c, int64_t n, int64_t chunk, tf_rng *rng,
-                double *x, double *log_p) {
-  const tf_flow_config *fc = tf_flow_get_config(flow);
-  const int64_t D = fc->dim;
-  const int grad = tf_ctx_set_grad(ctx, 0);
-  int st = TF_OK;
-  /* A piece's intermediates scale as rows x D x channels: before block-scoped inference
-   * (flow.c) a 256-row piece at D = 1024 kept 6 GB, and first-touch page faults cost more than
-   * the arithmetic.  With one block's tensors alive at a time, pieces of at most DRAW_ELEMS / D
-   * rows keep the working set at ~15 MB (L = 32, 32 channels); the samples do not depend on the
-   * piece size. */
-  enum { DRAW_ELEMS = 16384 };
-  if (chunk > 1 && chunk * D > DRAW_ELEMS) chunk = DRAW_ELEMS / D > 1 ? DRAW_ELEMS / D : 1;
-  for (int64_t i0 = 0; i0 < n && st == TF_OK; i0 += chunk) {
-    const int64_t k = n - i0 < chunk ? n - i0 : chunk;
-    tf_ctx_reset(ctx);
-    tf_tensor *ct = fc->conditional ? tf_full(ctx, 2, (int64_t[]){k, 1}, c) : NULL, *lp = NULL;
-    tf_tensor *xs = tf_flow_sample(flow, ctx, ct, k, rng, &lp);
-    if (!xs || !lp) {
-      st = tf_ctx_status(ctx) ? tf_ctx_status(ctx) : TF_EINVAL;
-      tf_error(st, "sampling the flow at c = %g: %s", c, tf_errmsg());
-      break;
-    }
-    for (int64_t i = 0; i < k * D; i++) x[i0 * D + i] = (double)xs->data[i];
-    for (int64_t i = 0; i < k; i++) log_p[i0 + i] = (double)lp->data[i];
-  }
-  tf_ctx_reset(ctx);
-  tf_ctx_set_grad(ctx, grad);
-  return st;
-}
-
-
 /* Collective over the ranks: each evaluates its share of the rows, the sums are combined. */
 double tf_trainer_val_nll(tf_trainer *t) {
   if (!t->have_data) return NAN;
@@ -462,7 +393,7 @@ double tf_trainer_val_nll(tf_trainer *t) {
   tf_dist_share(n, t->dist.rank, t->dist.size, &lo, &hi);
   double *lp = malloc((size_t)(hi - lo + 1) * sizeof *lp);
   double v[2] = {0, 0}; /* sum of -log p, failures */
-  if (!lp || tf_dataset_log_prob(t->flow, t->ctx, &t->data, rows + lo, hi - lo, lp) != TF_OK)
+  if (!lp || tf_dataset_log_prob(t->model, t->ctx, &t->data, rows + lo, hi - lo, lp) != TF_OK)
     v[1] = 1;
   else
     for (int64_t i = 0; i < hi - lo; i++) v[0] -= lp[i];
@@ -471,70 +402,9 @@ double tf_trainer_val_nll(tf_trainer *t) {
   return v[0] / (double)n;
 }
 
-static void fmt_duration(double s, char *buf, size_t len) {
-  if (!isfinite(s) || s < 0) {
-    snprintf(buf, len, "--:--:--");
-    return;
-  }
-  const long v = (long)(s + 0.5);
-  snprintf(buf, len, "%ld:%02ld:%02ld", v / 3600, v / 60 % 60, v % 60);
-}
-
-static void clear_bar(tf_trainer *t) {
-  if (t->tty) fputs("\r\033[K", t->cfg.log);
-}
-
-static void log_line(tf_trainer *t) {
-  FILE *f = t->cfg.log;
-  if (!f) return;
-  const double now = now_s(), dt = now - t->t_last_log;
-  const double rate = dt > 0 ? (double)(t->step - t->step_last_log) * (double)t->cfg.batch *
-                                   t->dist.size / dt : 0;
-  const double per_step = t->run_steps > 0 ? (now - t->t_start) / (double)t->run_steps : NAN;
-  char eta[32];
-  fmt_duration(per_step * (double)(t->cfg.steps - t->step), eta, sizeof eta);
-  char val[32] = "-", terms[160] = "";
-  if (!isnan(t->last_val)) snprintf(val, sizeof val, "%.5f", t->last_val);
-  if (t->ls) {
-    terms[0] = '(';
-    tf_loss_summary(t->ls, terms + 1, sizeof terms - 3);
-    strcat(terms, ") ");
-  }
-  clear_bar(t);
-  fprintf(f, "step %*lld/%lld  loss %.5f %s val %s  lr %.2e  |g| %.3g  %.3g samples/s  "
-          "skipped %lld  ETA %s\n",
-          (int)snprintf(NULL, 0, "%lld", (long long)t->cfg.steps), (long long)t->step,
-          (long long)t->cfg.steps, t->last_loss, terms, val,
-          tf_lr_at(&t->cfg.lr, t->step > 0 ? t->step - 1 : 0, t->cfg.steps), t->last_gnorm, rate,
-          (long long)t->skipped, eta);
-  fflush(f);
-  t->t_last_log = now;
-  t->step_last_log = t->step;
-}
-
-/* The live bar: only on a terminal, at most 4 times a second. */
-static void bar(tf_trainer *t) {
-  if (!t->tty) return;
-  const double now = now_s();
-  if (now - t->t_last_bar < 0.25) return;
-  t->t_last_bar = now;
-  const int W = 30;
-  const double frac = t->cfg.steps ? (double)t->step / (double)t->cfg.steps : 1;
-  char b[64];
-  int k = (int)(frac * W);
-  for (int i = 0; i < W; i++) b[i] = i < k ? '#' : '.';
-  b[W] = 0;
-  const double per_step = (now - t->t_start) / (double)(t->run_steps ? t->run_steps : 1);
-  char eta[32];
-  fmt_duration(per_step * (double)(t->cfg.steps - t->step), eta, sizeof eta);
-  fprintf(t->cfg.log, "\r[%s] %5.1f%%  step %lld  loss %.4f  ETA %s", b, 100 * frac,
-          (long long)t->step, t->last_loss, eta);
-  fflush(t->cfg.log);
-}
-
 /* With parameter averaging the validation loss is that of the average, the weights the
  * finished model is used with; the raw parameters go back afterwards, bit for bit. */
-static void validate(tf_trainer *t) {
+double tf_trainer_validate(tf_trainer *t) {
   const double *avg = tf_optim_ema(t->optim);
   tf_real *w = tf_params_values(t->params);
   const int64_t n = tf_params_size(t->params);
@@ -545,6 +415,7 @@ static void validate(tf_trainer *t) {
   t->last_val = tf_trainer_val_nll(t);
   if (avg) memcpy(w, t->live, (size_t)n * sizeof *w);
   if (t->last_val < t->best_val) t->best_val = t->last_val;
+  return t->last_val;
 }
 
 /* This rank's objective and its gradient in the parameter gradient slab: *L its value, *lb
@@ -557,7 +428,8 @@ static int objective(tf_trainer *t, tf_tensor *x, tf_tensor *c, double *L, doubl
   *lb = *le = NAN;
   *lam = 1;
   if (!t->ls) {
-    tf_tensor *loss = tf_scale(ctx, tf_mean_all(ctx, tf_flow_log_prob(t->flow, ctx, x, c)), -1);
+    const tf_model_step st = {t->cfg.seed, t->dist.rank, t->step};
+    tf_tensor *loss = tf_model_train_term(t->model, ctx, x, c, &st);
     if (!loss) return tf_error(tf_ctx_status(ctx), "step %lld: %s", (long long)t->step,
                                tf_errmsg());
     *L = (double)loss->data[0];
@@ -610,7 +482,7 @@ static int train_step(tf_trainer *t, int *bad) {
   tf_tensor *x = NULL, *c = NULL;
   if (t->have_data && (!t->ls || tf_loss_uses_data(&t->cfg.loss))) {
     const int64_t *rows = batch_rows(t, t->step, t->dist.rank);
-    gather_rows(t->ctx, &t->data, t->conditional, rows, 0, t->cfg.batch, &x, &c);
+    tf_dataset_gather(t->ctx, &t->data, t->conditional, rows, 0, t->cfg.batch, &x, &c);
     if (x && t->aug) rc = augment_batch(t, rows, t->step, t->dist.rank, x);
   }
   double L = NAN, lb = NAN, le = NAN, lam = 1;
@@ -652,99 +524,88 @@ static int train_step(tf_trainer *t, int *bad) {
     t->last_loss = L;
     t->last_gnorm = gn;
   }
+  t->last_lr = lr;
   return TF_OK;
 }
 
-int tf_trainer_run(tf_trainer *t) {
-  const tf_train_config *cfg = &t->cfg;
+int tf_trainer_set(tf_trainer *t) {
   t->stopped = 0;
   t->run_steps = 0;
-  t->t_start = t->t_last_log = t->t_last_bar = now_s();
-  t->step_last_log = t->step;
   t->stop_agreed = 0;
-  if (!t->resumed && t->step == 0 && tf_flow_get_config(t->flow)->actnorm && t->have_data) {
+  if (!t->resumed && t->step == 0 && t->have_data &&
+      tf_model_type_of(t->model)->data_init) {
     /* every replica initialises from rank 0's first batch, so they start equal */
     tf_ctx_reset(t->ctx);
     tf_tensor *x, *c;
     const int64_t *rows = batch_rows(t, 0, 0);
-    gather_rows(t->ctx, &t->data, t->conditional, rows, 0, cfg->batch, &x, &c);
+    tf_dataset_gather(t->ctx, &t->data, t->conditional, rows, 0, t->cfg.batch, &x, &c);
     int rc = x && t->aug ? augment_batch(t, rows, 0, 0, x) : TF_OK;
-    if (rc == TF_OK) rc = tf_flow_data_init(t->flow, t->ctx, x, c);
+    if (rc == TF_OK) rc = tf_model_data_init(t->model, t->ctx, x, c);
     rc = tf_dist_agree(&t->dist, rc);
     if (rc != TF_OK) return rc;
   }
-  t->resumed = 1; /* a second run() continues */
+  t->resumed = 1; /* a second run continues */
   /* until a first step is accepted the average is the parameters (ActNorm-initialised), not
    * the zeros it was created with: a run of 0 steps, or whose steps were all skipped, saves
    * and validates those */
   if (tf_optim_steps(t->optim) == 0) tf_optim_ema_reset(t->optim, tf_params_values(t->params));
-  while (t->step < cfg->steps) {
-    /* a signal reaches the ranks at different times: with several ranks only the request
-     * agreed at the last step counts, so that all stop after the same step */
-    const int stop = t->stop_agreed || (t->dist.size == 1 && stop_requested);
-    if (stop || (cfg->max_steps_per_run && t->run_steps >= cfg->max_steps_per_run)) {
-      t->stopped = 1;
-      break;
-    }
-    int bad = 0;
-    int rc = train_step(t, &bad);
-    if (rc != TF_OK) return rc;
-    t->step++;
-    t->run_steps++;
-    if (bad) {
-      t->skipped++;
-      if (++t->consecutive >= cfg->max_nonfinite) {
-        clear_bar(t);
-        return tf_error(TF_ENUMERIC,
-                        "stopping at step %lld: %lld consecutive steps with a non-finite loss "
-                        "or gradient (%lld in total); parameters are those of the last good "
-                        "step; %s%s",
-                        (long long)t->step, (long long)t->consecutive, (long long)t->skipped,
-                        cfg->checkpoint ? "the last checkpoint is intact: " : "no checkpoint",
-                        cfg->checkpoint ? cfg->checkpoint : "");
-      }
-    } else {
-      t->consecutive = 0;
-    }
-    if (cfg->check_every && t->step % cfg->check_every == 0) {
-      rc = check_replicas(t, "step");
-      if (rc != TF_OK) return rc;
-    }
-    if (cfg->val_every && t->step % cfg->val_every == 0) validate(t);
-    if (cfg->log_every && t->step % cfg->log_every == 0) log_line(t);
-    else bar(t);
-    if (cfg->ckpt_every && t->step % cfg->ckpt_every == 0 && t->step < cfg->steps) {
-      rc = save(t);
-      if (rc != TF_OK) return rc;
-    }
-  }
-  if (!t->stopped || t->run_steps > 0) {
-    int rc = check_replicas(t, "the end, step");
-    if (rc != TF_OK) return rc;
-    if (!t->stopped) validate(t);
-    /* A finished run resumed again changed nothing: its checkpoint is left untouched, so
-     * that outputs derived from it stay newer than it (run.sh's skip rule) */
-    if (t->run_steps > 0 || !t->from_checkpoint) rc = save(t);
-    if (rc != TF_OK) return rc;
-    t->from_checkpoint = 1; /* either way cfg.checkpoint now holds this state */
-  }
-  if (cfg->log) {
-    clear_bar(t);
-    if (t->stopped)
-      fprintf(cfg->log, "stopped at step %lld of %lld%s%s; continue with --resume\n",
-              (long long)t->step, (long long)cfg->steps, cfg->checkpoint ? ", checkpoint " : "",
-              cfg->checkpoint ? cfg->checkpoint : "");
-    else if (t->have_data)
-      fprintf(cfg->log, "done: %lld steps, final validation NLL %.5f nats (best %.5f)%s, "
-              "%lld non-finite steps skipped\n", (long long)t->step, t->last_val, t->best_val,
-              tf_optim_ema(t->optim) ? " of the averaged parameters" : "",
-              (long long)t->skipped);
-    else
-      fprintf(cfg->log, "done: %lld steps, final loss %.5f (no data, no validation NLL), "
-              "%lld non-finite steps skipped\n", (long long)t->step, t->last_loss,
-              (long long)t->skipped);
-    fflush(cfg->log);
-  }
-  stop_requested = 0;
   return TF_OK;
+}
+
+int tf_trainer_should_stop(tf_trainer *t) {
+  /* a signal reaches the ranks at different times: with several ranks only the request
+   * agreed at the last step counts, so that all stop after the same step */
+  const int stop = t->stop_agreed || (t->dist.size == 1 && stop_requested);
+  const int64_t lim = t->cfg.max_steps_per_run;
+  t->stopped = stop || (lim && t->run_steps >= lim);
+  return t->stopped;
+}
+
+int tf_trainer_iterate(tf_trainer *t) {
+  if (t->step >= t->cfg.steps)
+    return tf_error(TF_EINVAL, "trainer: already at step %lld of %lld", (long long)t->step,
+                    (long long)t->cfg.steps);
+  t->stopped = 0;
+  int bad = 0;
+  int rc = train_step(t, &bad);
+  if (rc != TF_OK) return rc;
+  t->step++;
+  t->run_steps++;
+  t->last_bad = bad;
+  if (!bad) {
+    t->consecutive = 0;
+    return TF_OK;
+  }
+  t->skipped++;
+  if (++t->consecutive < t->cfg.max_nonfinite) return TF_OK;
+  return tf_error(TF_ENUMERIC,
+                  "stopping at step %lld: %lld consecutive steps with a non-finite loss or "
+                  "gradient (%lld in total); parameters are those of the last good step; %s%s",
+                  (long long)t->step, (long long)t->consecutive, (long long)t->skipped,
+                  t->cfg.checkpoint ? "the last checkpoint is intact: " : "no checkpoint",
+                  t->cfg.checkpoint ? t->cfg.checkpoint : "");
+}
+
+void tf_trainer_state(const tf_trainer *t, tf_trainer_info *info) {
+  memset(info, 0, sizeof *info);
+  info->step = t->step;
+  info->steps = t->cfg.steps;
+  info->run_steps = t->run_steps;
+  info->skipped = t->skipped;
+  info->consecutive = t->consecutive;
+  info->last_skipped = t->last_bad;
+  info->loss = t->last_loss;
+  info->grad_norm = t->last_gnorm;
+  info->lr = t->last_lr;
+  info->val = t->last_val;
+  info->best_val = t->best_val;
+  info->global_batch = t->cfg.batch * t->dist.size;
+  info->has_data = t->have_data;
+  info->averaged = tf_optim_ema(t->optim) != NULL;
+  info->saved_step = t->saved_step;
+}
+
+void tf_trainer_summary(const tf_trainer *t, char *buf, size_t len) {
+  if (len) buf[0] = 0;
+  if (t->ls) tf_loss_summary(t->ls, buf, len);
 }

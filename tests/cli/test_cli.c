@@ -482,6 +482,34 @@ static void test_efficiency(void **state) {
 }
 
 /* the shipped example config is valid and runs (a few steps, on this test's data) */
+/* the option parser every subcommand shares (src/cli/args.c) */
+static void test_options(void **state) {
+  (void)state;
+  const char *cmds[] = {"train", "sample", "eval", "plot", "profile", "mcmc", "efficiency",
+                        "demo"};
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+    assert_int_equal(run("%s --help", cmds[i]), 0);
+    assert_non_null(strstr(out, "usage: tradeflow"));
+    assert_int_equal(run("%s --no-such-option", cmds[i]), 2);
+    assert_non_null(strstr(out, "unknown or ambiguous option '--no-such-option'"));
+    assert_non_null(strstr(out, "usage: tradeflow"));
+  }
+  /* a value missing at the end, named by its option */
+  assert_int_equal(run("sample ck.h5 --condition 1 --out x.h5 --n"), 2);
+  assert_non_null(strstr(out, "option '--n' needs a value"));
+  /* one positional argument, wherever it stands; a second is refused */
+  assert_int_equal(run("sample --n 3 a.h5 b.h5 --out x.h5 --condition 1"), 2);
+  assert_non_null(strstr(out, "unexpected argument 'b.h5'"));
+  assert_int_equal(run("demo extra"), 2);
+  assert_non_null(strstr(out, "this command takes none"));
+  /* --opt=value and options before the positional argument */
+  write_file("o.ini", BASE_MODEL BASE_DATA BASE_TRAIN "[output]\ndir = run_o\n");
+  assert_int_equal(run("train --set=train.steps=3 o.ini"), 0);
+  assert_non_null(strstr(out, "done: 3 steps"));
+  assert_int_equal(run("sample --n=7 --condition=0.9 --out=o.h5 run_o/checkpoint.h5"), 0);
+  assert_non_null(strstr(out, "7 samples"));
+}
+
 static void test_example_config(void **state) {
   (void)state;
   assert_int_equal(run("train '%s/jobs/examples/flow.ini' --set data.file=data.h5 "
@@ -502,6 +530,7 @@ int main(void) {
       cmocka_unit_test(test_efficiency),
       cmocka_unit_test(test_bad_inputs),
       cmocka_unit_test(test_example_config),
+      cmocka_unit_test(test_options),
   };
   return cmocka_run_group_tests(tests, setup, cli_teardown);
 }

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "tradeflow/flow.h"
 #include "tradeflow/train.h"
 
 enum { K = 6, NTRAIN = 50000, NTEST = 50000 };
@@ -86,11 +87,10 @@ static void test_gmm_nll_reaches_entropy(void **state) {
   fc.n_blocks = 8;
   fc.hidden = 64;
   fc.seed = 3;
-  tf_params *p = tf_params_create();
-  tf_flow *f = tf_flow_create(&fc, p);
+  tf_model *model = tf_flow_model_create(&fc);
+  tf_flow *f = tf_flow_of(model);
   assert_non_null(f);
-  assert_int_equal(tf_params_finalize(p), TF_OK);
-  assert_int_equal(tf_flow_init(f), TF_OK);
+  assert_int_equal(tf_model_init(model), TF_OK);
 
   tf_train_config tc = tf_train_defaults();
   tc.steps = 3000;
@@ -105,7 +105,7 @@ static void test_gmm_nll_reaches_entropy(void **state) {
   tc.lr.warmup = 100;
   tc.seed = 11;
   tf_dataset train = {NTRAIN, 2, xtr, NULL, 1.0};
-  tf_trainer *t = tf_trainer_create(&tc, f, p, &train);
+  tf_trainer *t = tf_trainer_create(&tc, model, &train);
   assert_non_null(t);
   assert_int_equal(tf_trainer_run(t), TF_OK);
   tf_trainer_destroy(t);
@@ -114,7 +114,7 @@ static void test_gmm_nll_reaches_entropy(void **state) {
   tf_dataset test = {NTEST, 2, xte, NULL, 1.0};
   double *lp = malloc(NTEST * sizeof *lp);
   tf_ctx *ctx = tf_ctx_create(0);
-  assert_int_equal(tf_dataset_log_prob(f, ctx, &test, NULL, NTEST, lp), TF_OK);
+  assert_int_equal(tf_dataset_log_prob(model, ctx, &test, NULL, NTEST, lp), TF_OK);
   double nll = 0;
   for (int i = 0; i < NTEST; i++) nll -= lp[i] / NTEST;
   tf_ctx_destroy(ctx);
@@ -131,8 +131,7 @@ static void test_gmm_nll_reaches_entropy(void **state) {
   assert_true(fabs(m - H) < 4 * se); /* the sampler and the density agree */
   assert_true(nll - H < 0.05);
   assert_true(nll - H > -4 * se);
-  tf_flow_destroy(f);
-  tf_params_destroy(p);
+  tf_model_destroy(model);
   free(xtr);
   free(xte);
 }

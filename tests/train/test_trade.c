@@ -24,6 +24,7 @@
 
 #include "tradeflow/h5io.h"
 #include "tradeflow/physics.h"
+#include "tradeflow/flow.h"
 #include "tradeflow/train.h"
 
 enum { NROWS = 20000, D = 2 };
@@ -51,6 +52,7 @@ static int teardown(void **state) {
 }
 
 typedef struct {
+  tf_model *m;   /* owns p and f */
   tf_params *p;
   tf_flow *f;
 } model;
@@ -61,19 +63,18 @@ static model make_model_d(int dim) {
   fc.n_blocks = 4;
   fc.hidden = 32;
   fc.embed_dim = 8;
-  m.p = tf_params_create();
-  m.f = tf_flow_create(&fc, m.p);
+  m.m = tf_flow_model_create(&fc);
+  m.p = tf_model_params(m.m);
+  m.f = tf_flow_of(m.m);
   assert_non_null(m.f);
-  assert_int_equal(tf_params_finalize(m.p), TF_OK);
-  assert_int_equal(tf_flow_init(m.f), TF_OK);
+  assert_int_equal(tf_model_init(m.m), TF_OK);
   return m;
 }
 
 static model make_model(void) { return make_model_d(D); }
 
 static void drop(model *m) {
-  tf_flow_destroy(m->f);
-  tf_params_destroy(m->p);
+  tf_model_destroy(m->m);
 }
 
 static tf_train_config trade_cfg(int64_t steps, const char *ckpt) {
@@ -165,7 +166,7 @@ static void learn_family(int variant, int penalty, int adaptive, double offpolic
   tc.loss.offpolicy = offpolicy;
   tc.loss.noise = noise;
   tc.loss.widen_steps = 500;
-  tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, dataset());
+  tf_trainer *t = tf_trainer_create(&tc, m.m, dataset());
   assert_non_null(t);
   assert_int_equal(tf_trainer_run(t), TF_OK);
   assert_int_equal(tf_trainer_skipped(t), 0);
@@ -234,7 +235,7 @@ static void resume_is_bit_identical(tf_train_config tc, int dim, const tf_datase
   snprintf(part, sizeof part, "%s/part.h5", tmpdir);
   model a = make_model_d(dim);
   tc.checkpoint = full;
-  tf_trainer *t = tf_trainer_create(&tc, a.f, a.p, ds);
+  tf_trainer *t = tf_trainer_create(&tc, a.m, ds);
   assert_non_null(t);
   assert_int_equal(tf_trainer_run(t), TF_OK);
   tf_trainer_destroy(t);
@@ -242,14 +243,14 @@ static void resume_is_bit_identical(tf_train_config tc, int dim, const tf_datase
   model b = make_model_d(dim);
   tc.checkpoint = part;
   tc.max_steps_per_run = 47;
-  t = tf_trainer_create(&tc, b.f, b.p, ds);
+  t = tf_trainer_create(&tc, b.m, ds);
   assert_int_equal(tf_trainer_run(t), TF_OK);
   assert_true(tf_trainer_stopped(t));
   tf_trainer_destroy(t);
   drop(&b);
   b = make_model_d(dim);
   tc.max_steps_per_run = 0;
-  t = tf_trainer_create(&tc, b.f, b.p, ds);
+  t = tf_trainer_create(&tc, b.m, ds);
   assert_int_equal(tf_trainer_resume(t, part), TF_OK);
   assert_int_equal(tf_trainer_step(t), 47);
   assert_int_equal(tf_trainer_run(t), TF_OK);
@@ -330,7 +331,7 @@ static void test_symmetry_images_resume_exactly(void **state) {
   tc.loss.c_max = 2;
   tc.loss.c0 = 1;
   m = make_model_d(2);
-  assert_null(tf_trainer_create(&tc, m.f, m.p, NULL));
+  assert_null(tf_trainer_create(&tc, m.m, NULL));
   assert_non_null(strstr(tf_errmsg(), "symmetry group (module gmm has none)"));
   drop(&m);
   tf_physics_destroy(gm);
@@ -341,7 +342,7 @@ static void test_symmetry_images_resume_exactly(void **state) {
 
 /* tc is refused at trainer creation with a message containing what */
 static void refused(const tf_train_config *tc, model *m, const char *what) {
-  assert_null(tf_trainer_create(tc, m->f, m->p, dataset()));
+  assert_null(tf_trainer_create(tc, m->m, dataset()));
   if (!strstr(tf_errmsg(), what)) print_error("expected '%s' in: %s\n", what, tf_errmsg());
   assert_non_null(strstr(tf_errmsg(), what));
 }
@@ -351,7 +352,7 @@ static void test_loss_checks(void **state) {
   model m = make_model();
   /* TRADE with an NLL boundary but no data */
   tf_train_config tc = trade_cfg(10, NULL);
-  assert_null(tf_trainer_create(&tc, m.f, m.p, NULL));
+  assert_null(tf_trainer_create(&tc, m.m, NULL));
   assert_non_null(strstr(tf_errmsg(), "no data"));
   /* reverse KL without physics */
   tc.loss.kind = TF_LOSS_REVERSE_KL;
@@ -385,14 +386,12 @@ static void test_loss_checks(void **state) {
   /* an unconditional flow cannot learn a family */
   tf_flow_config fc = tf_flow_defaults(D);
   fc.conditional = 0;
-  tf_params *p = tf_params_create();
-  tf_flow *f = tf_flow_create(&fc, p);
-  assert_int_equal(tf_params_finalize(p), TF_OK);
+  tf_model *f = tf_flow_model_create(&fc);
+  assert_non_null(f);
   tc = trade_cfg(10, NULL);
-  assert_null(tf_trainer_create(&tc, f, p, dataset()));
+  assert_null(tf_trainer_create(&tc, f, dataset()));
   assert_non_null(strstr(tf_errmsg(), "conditional"));
-  tf_flow_destroy(f);
-  tf_params_destroy(p);
+  tf_model_destroy(f);
 }
 
 int main(void) {

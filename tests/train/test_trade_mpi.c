@@ -28,6 +28,7 @@
 #include "tradeflow/error.h"
 #include "tradeflow/physics.h"
 #include "tradeflow/stats.h"
+#include "tradeflow/flow.h"
 #include "tradeflow/train.h"
 
 enum { NROWS = 20000, D = 2, SEEDS = 4, NESS = 4000, STEPS = 1200 };
@@ -89,11 +90,10 @@ static void train(const tf_dist *d, int variant, uint64_t seed, double ess[2]) {
   fc.embed_dim = 8;
   fc.coupling = TF_COUPLING_SPLINE; /* affine couplings cannot split the wells of a 2D model */
   fc.spline_bound = 4;
-  tf_params *p = tf_params_create();
-  tf_flow *f = tf_flow_create(&fc, p);
+  tf_model *m = tf_flow_model_create(&fc);
+  tf_flow *f = tf_flow_of(m);
   assert_non_null(f);
-  assert_int_equal(tf_params_finalize(p), TF_OK);
-  assert_int_equal(tf_flow_init(f), TF_OK);
+  assert_int_equal(tf_model_init(m), TF_OK);
   tf_train_config tc = tf_train_defaults();
   tc.steps = STEPS;
   tc.batch = 256 / d->size;
@@ -120,13 +120,12 @@ static void train(const tf_dist *d, int variant, uint64_t seed, double ess[2]) {
   tc.loss.lambda_warmup = 100;
   tc.loss.lambda_ramp = 200;
   tf_dataset ds = {NROWS, D, data_x, NULL, 1.0};
-  tf_trainer *t = tf_trainer_create(&tc, f, p, &ds);
+  tf_trainer *t = tf_trainer_create(&tc, m, &ds);
   assert_non_null(t);
   assert_int_equal(tf_trainer_run(t), TF_OK);
   tf_trainer_destroy(t);
   for (int k = 0; k < 2; k++) ess[k] = ess_at(f, TS[k]);
-  tf_flow_destroy(f);
-  tf_params_destroy(p);
+  tf_model_destroy(m);
 }
 
 static void mean_se(const double *v, int n, double *m, double *se) {

@@ -18,6 +18,7 @@
 
 #include "tradeflow/h5io.h"
 #include "tradeflow/physics.h"
+#include "tradeflow/flow.h"
 #include "tradeflow/train.h"
 
 enum { NROWS = 3000, D = 3 };
@@ -80,17 +81,18 @@ static void data_free(data *d) {
 }
 
 typedef struct {
+  tf_model *m;   /* owns p and f */
   tf_params *p;
   tf_flow *f;
 } model;
 
 static model build(const tf_flow_config *fc) {
   model m;
-  m.p = tf_params_create();
-  m.f = tf_flow_create(fc, m.p);
+  m.m = tf_flow_model_create(fc);
+  m.p = tf_model_params(m.m);
+  m.f = tf_flow_of(m.m);
   assert_non_null(m.f);
-  assert_int_equal(tf_params_finalize(m.p), TF_OK);
-  assert_int_equal(tf_flow_init(m.f), TF_OK);
+  assert_int_equal(tf_model_init(m.m), TF_OK);
   return m;
 }
 
@@ -106,8 +108,7 @@ static model make_model(int actnorm) {
 }
 
 static void drop(model *m) {
-  tf_flow_destroy(m->f);
-  tf_params_destroy(m->p);
+  tf_model_destroy(m->m);
 }
 
 static tf_train_config train_cfg(const char *ckpt, int64_t steps) {
@@ -139,7 +140,7 @@ static void test_resume_bit_identical(void **state) {
     /* A: 200 steps in one go */
     model a = make_model(actnorm);
     tf_train_config tc = train_cfg(pa, 200);
-    tf_trainer *ta = tf_trainer_create(&tc, a.f, a.p, &ds);
+    tf_trainer *ta = tf_trainer_create(&tc, a.m, &ds);
     assert_non_null(ta);
     assert_int_equal(tf_trainer_run(ta), TF_OK);
     assert_int_equal(tf_trainer_step(ta), 200);
@@ -147,14 +148,14 @@ static void test_resume_bit_identical(void **state) {
     model b = make_model(actnorm);
     tf_train_config tb = train_cfg(pb, 200);
     tb.max_steps_per_run = 100;
-    tf_trainer *t1 = tf_trainer_create(&tb, b.f, b.p, &ds);
+    tf_trainer *t1 = tf_trainer_create(&tb, b.m, &ds);
     assert_int_equal(tf_trainer_run(t1), TF_OK);
     assert_int_equal(tf_trainer_stopped(t1), 1);
     assert_int_equal(tf_trainer_step(t1), 100);
     tf_trainer_destroy(t1);
     drop(&b);
     b = make_model(actnorm);
-    tf_trainer *t2 = tf_trainer_create(&tb, b.f, b.p, &ds);
+    tf_trainer *t2 = tf_trainer_create(&tb, b.m, &ds);
     assert_int_equal(tf_trainer_resume(t2, pb), TF_OK);
     assert_int_equal(tf_trainer_step(t2), 100);
     assert_int_equal(tf_trainer_run(t2), TF_OK);
@@ -202,16 +203,16 @@ static void test_parameter_average(void **state) {
   tf_train_config tc = train_cfg(pa, 120), tb = train_cfg(pb, 120);
   tc.optim.ema_decay = tb.optim.ema_decay = 0.95;
   tc.val_every = tb.val_every = 0; /* the final validation only: best = last */
-  tf_trainer *ta = tf_trainer_create(&tc, a.f, a.p, &ds);
+  tf_trainer *ta = tf_trainer_create(&tc, a.m, &ds);
   assert_int_equal(tf_trainer_run(ta), TF_OK);
   tb.max_steps_per_run = 50;
-  tf_trainer *t1 = tf_trainer_create(&tb, b.f, b.p, &ds);
+  tf_trainer *t1 = tf_trainer_create(&tb, b.m, &ds);
   assert_int_equal(tf_trainer_run(t1), TF_OK);
   tf_trainer_destroy(t1);
   drop(&b);
   b = make_model(0);
   tb.max_steps_per_run = 0;
-  tf_trainer *t2 = tf_trainer_create(&tb, b.f, b.p, &ds);
+  tf_trainer *t2 = tf_trainer_create(&tb, b.m, &ds);
   assert_int_equal(tf_trainer_resume(t2, pb), TF_OK);
   assert_int_equal(tf_trainer_step(t2), 50);
   assert_int_equal(tf_trainer_run(t2), TF_OK);
@@ -233,8 +234,8 @@ static void test_parameter_average(void **state) {
   assert_int_equal(tf_checkpoint_load_averaged(pa, avg.p, &averaged, NULL), TF_OK);
   assert_int_equal(averaged, 1);
   tf_train_config te = train_cfg(NULL, 1);
-  tf_trainer *tv = tf_trainer_create(&te, avg.f, avg.p, &ds);
-  tf_trainer *tr = tf_trainer_create(&te, ra.f, ra.p, &ds);
+  tf_trainer *tv = tf_trainer_create(&te, avg.m, &ds);
+  tf_trainer *tr = tf_trainer_create(&te, ra.m, &ds);
   const double nll_avg = tf_trainer_val_nll(tv), nll_raw = tf_trainer_val_nll(tr);
   assert_true(isfinite(nll_avg) && nll_avg == ma.best_val_loss);
   assert_true(nll_raw != nll_avg);
@@ -248,7 +249,7 @@ static void test_parameter_average(void **state) {
   model z = make_model(0);
   tf_train_config t0 = train_cfg(p0, 0);
   t0.optim.ema_decay = 0.95;
-  tf_trainer *tz = tf_trainer_create(&t0, z.f, z.p, &ds);
+  tf_trainer *tz = tf_trainer_create(&t0, z.m, &ds);
   assert_int_equal(tf_trainer_run(tz), TF_OK);
   model zl = make_model(0);
   assert_int_equal(tf_checkpoint_load_averaged(p0, zl.p, &averaged, NULL), TF_OK);
@@ -286,7 +287,7 @@ static void test_nonfinite_stops_and_keeps_checkpoint(void **state) {
   tmp_path(p, sizeof p, "good.h5");
   model m = make_model(0);
   tf_train_config tc = train_cfg(p, 40);
-  tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, &ds);
+  tf_trainer *t = tf_trainer_create(&tc, m.m, &ds);
   assert_int_equal(tf_trainer_run(t), TF_OK);
   tf_trainer_destroy(t);
   const long size0 = file_size(p);
@@ -298,7 +299,7 @@ static void test_nonfinite_stops_and_keeps_checkpoint(void **state) {
   for (int i = 0; i < NROWS * D; i++) x[i] = i % 2 ? 1e200 : -1e200;
   tc.steps = 1000;
   tc.max_nonfinite = 7;
-  t = tf_trainer_create(&tc, m.f, m.p, &ds);
+  t = tf_trainer_create(&tc, m.m, &ds);
   assert_int_equal(tf_trainer_resume(t, p), TF_OK);
   assert_int_equal(tf_trainer_run(t), TF_ENUMERIC);
   assert_non_null(strstr(tf_errmsg(), "7 consecutive steps with a non-finite"));
@@ -325,19 +326,19 @@ static void test_data_checks(void **state) {
   tf_train_config tc = train_cfg(NULL, 10);
   tf_dataset ds = dd.ds;
   ds.d = D - 1;
-  assert_null(tf_trainer_create(&tc, m.f, m.p, &ds));
+  assert_null(tf_trainer_create(&tc, m.m, &ds));
   assert_non_null(strstr(tf_errmsg(), "2 columns, the flow has dimension 3"));
   ds.d = D;
   x[7 * D + 1] = NAN;
-  assert_null(tf_trainer_create(&tc, m.f, m.p, &ds));
+  assert_null(tf_trainer_create(&tc, m.m, &ds));
   assert_non_null(strstr(tf_errmsg(), "row 7, column 1"));
   x[7 * D + 1] = 0;
   c[11] = -1;
-  assert_null(tf_trainer_create(&tc, m.f, m.p, &ds));
+  assert_null(tf_trainer_create(&tc, m.m, &ds));
   assert_non_null(strstr(tf_errmsg(), "condition of row 11"));
   c[11] = 1;
   ds.n = 50;
-  assert_null(tf_trainer_create(&tc, m.f, m.p, &ds));
+  assert_null(tf_trainer_create(&tc, m.m, &ds));
   assert_non_null(strstr(tf_errmsg(), "fewer than one batch"));
   drop(&m);
   data_free(&dd);
@@ -352,7 +353,7 @@ static void test_training_lowers_nll(void **state) {
   tf_train_config tc = train_cfg(NULL, 400);
   tc.lr.kind = TF_LR_COSINE;
   tc.lr.lr = 3e-3;
-  tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, &ds);
+  tf_trainer *t = tf_trainer_create(&tc, m.m, &ds);
   const double nll0 = tf_trainer_val_nll(t);
   assert_int_equal(tf_trainer_run(t), TF_OK);
   const double nll1 = tf_trainer_val_nll(t);
@@ -394,12 +395,12 @@ static double orbit_gap(int augment, const tf_physics *ph, int64_t steps) {
   tc.batch = 128;
   tc.augment = augment;
   tc.loss.physics = ph;
-  tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, &ds);
+  tf_trainer *t = tf_trainer_create(&tc, m.m, &ds);
   assert_non_null(t);
   assert_int_equal(tf_trainer_run(t), TF_OK);
   tf_ctx *ctx = tf_ctx_create(0);
   tf_dataset di = {NIMG + 1, DW, img, NULL, 1};
-  assert_int_equal(tf_dataset_log_prob(m.f, ctx, &di, NULL, NIMG + 1, lp), TF_OK);
+  assert_int_equal(tf_dataset_log_prob(m.m, ctx, &di, NULL, NIMG + 1, lp), TF_OK);
   double mean = 0;
   for (int i = 1; i <= NIMG; i++) mean += lp[i] / NIMG;
   print_message("  augment = %d: log p(x0) = %.2f, mean log p over %d images = %.2f\n", augment,
@@ -429,14 +430,14 @@ static void test_augmentation(void **state) {
   tf_train_config tc = train_cfg(NULL, 1);
   tc.augment = 1;
   tc.loss.physics = gm;
-  assert_null(tf_trainer_create(&tc, m.f, m.p, &ds));
+  assert_null(tf_trainer_create(&tc, m.m, &ds));
   assert_non_null(strstr(tf_errmsg(), "gmm"));
   drop(&m);
   tf_physics_destroy(gm);
   tf_physics_destroy(ph);
 }
 
-/* tf_flow_draw gives the same samples whatever the piece size, also where D is large enough
+/* tf_model_draw gives the same samples whatever the piece size, also where D is large enough
  * for the piece cap (16384 / D rows: 4 at D = 4096) to split the requested 13-row piece */
 static void test_draw_independent_of_chunk(void **state) {
   (void)state;
@@ -454,8 +455,8 @@ static void test_draw_independent_of_chunk(void **state) {
     tf_rng r1, r2;
     tf_rng_init(&r1, 9, 0, TF_RNG_LATENT, 0);
     tf_rng_init(&r2, 9, 0, TF_RNG_LATENT, 0);
-    assert_int_equal(tf_flow_draw(m.f, ctx, 0.7, n, n, &r1, x1, lp1), TF_OK);
-    assert_int_equal(tf_flow_draw(m.f, ctx, 0.7, n, t ? 1 : 5, &r2, x2, lp2), TF_OK);
+    assert_int_equal(tf_model_draw(m.m, ctx, 0.7, n, n, &r1, x1, lp1), TF_OK);
+    assert_int_equal(tf_model_draw(m.m, ctx, 0.7, n, t ? 1 : 5, &r2, x2, lp2), TF_OK);
     assert_memory_equal(x1, x2, sizeof(double) * (size_t)(n * d));
     assert_memory_equal(lp1, lp2, sizeof lp1);
     for (int64_t i = 0; i < n; i++) assert_true(isfinite(lp1[i]));

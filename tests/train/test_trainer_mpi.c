@@ -23,6 +23,7 @@
 #include "tradeflow/dist.h"
 #include "tradeflow/error.h"
 #include "tradeflow/physics.h"
+#include "tradeflow/flow.h"
 #include "tradeflow/train.h"
 
 enum { NROWS = 8192, D = 2 };
@@ -60,6 +61,7 @@ static int teardown(void **state) {
 }
 
 typedef struct {
+  tf_model *m;   /* owns p and f */
   tf_params *p;
   tf_flow *f;
 } model;
@@ -70,17 +72,16 @@ static model make_model(void) {
   fc.n_blocks = 3;
   fc.hidden = 24;
   fc.embed_dim = 8;
-  m.p = tf_params_create();
-  m.f = tf_flow_create(&fc, m.p);
+  m.m = tf_flow_model_create(&fc);
+  m.p = tf_model_params(m.m);
+  m.f = tf_flow_of(m.m);
   assert_non_null(m.f);
-  assert_int_equal(tf_params_finalize(m.p), TF_OK);
-  assert_int_equal(tf_flow_init(m.f), TF_OK);
+  assert_int_equal(tf_model_init(m.m), TF_OK);
   return m;
 }
 
 static void drop(model *m) {
-  tf_flow_destroy(m->f);
-  tf_params_destroy(m->p);
+  tf_model_destroy(m->m);
 }
 
 enum { NLL, GRID, CONT, RKL, REWEIGHT, NKIND };
@@ -139,7 +140,7 @@ static const tf_dataset *dataset(const double *x) {
 static int train(int kind, int64_t steps, const tf_dist *d, tf_real *out, int64_t *n) {
   model m = make_model();
   tf_train_config tc = cfg_of(kind, steps, NULL, d);
-  tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, kind == RKL ? NULL : dataset(data_x));
+  tf_trainer *t = tf_trainer_create(&tc, m.m, kind == RKL ? NULL : dataset(data_x));
   assert_non_null(t);
   const int rc = tf_trainer_run(t);
   *n = tf_params_size(m.p);
@@ -216,21 +217,21 @@ static void test_resume(void **state) {
   snprintf(c2, sizeof c2, "%s/split.h5", tmpdir);
   model a = make_model(), b = make_model();
   tf_train_config tc = cfg_of(GRID, 40, c1, &world);
-  tf_trainer *t = tf_trainer_create(&tc, a.f, a.p, dataset(data_x));
+  tf_trainer *t = tf_trainer_create(&tc, a.m, dataset(data_x));
   assert_non_null(t);
   assert_int_equal(tf_trainer_run(t), TF_OK);
   tf_trainer_destroy(t);
 
   tc = cfg_of(GRID, 40, c2, &world);
   tc.max_steps_per_run = 20;
-  t = tf_trainer_create(&tc, b.f, b.p, dataset(data_x));
+  t = tf_trainer_create(&tc, b.m, dataset(data_x));
   assert_int_equal(tf_trainer_run(t), TF_OK);
   assert_true(tf_trainer_stopped(t));
   tf_trainer_destroy(t);
   drop(&b);
   b = make_model();
   tc.max_steps_per_run = 0;
-  t = tf_trainer_create(&tc, b.f, b.p, dataset(data_x));
+  t = tf_trainer_create(&tc, b.m, dataset(data_x));
   assert_int_equal(tf_trainer_resume(t, c2), TF_OK);
   assert_int_equal(tf_trainer_step(t), 20);
   assert_int_equal(tf_trainer_run(t), TF_OK);
@@ -248,7 +249,7 @@ static void test_resume(void **state) {
     assert_int_equal(d1.size, 1);
     model c = make_model();
     tf_train_config t1 = cfg_of(GRID, 60, NULL, &d1);
-    t = tf_trainer_create(&t1, c.f, c.p, dataset(data_x));
+    t = tf_trainer_create(&t1, c.m, dataset(data_x));
     assert_int_equal(tf_trainer_resume(t, c1), TF_OK);
     assert_int_equal(tf_trainer_run(t), TF_OK);
     assert_int_equal(tf_trainer_step(t), 60);
@@ -270,7 +271,7 @@ static void test_bad_input_on_one_rank(void **state) {
   if (world.rank == world.size - 1) x[7 * D + 1] = NAN;
   model m = make_model();
   tf_train_config tc = cfg_of(NLL, 10, NULL, &world);
-  tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, dataset(x));
+  tf_trainer *t = tf_trainer_create(&tc, m.m, dataset(x));
   const int rc = tf_dist_agree(&world, t ? TF_OK : TF_ENUMERIC);
   assert_int_equal(rc, TF_ENUMERIC);
   char want[64];
@@ -295,7 +296,7 @@ static void test_nan_storm_on_one_rank(void **state) {
   model m = make_model();
   tf_train_config tc = cfg_of(NLL, 50, NULL, &world);
   tc.max_nonfinite = 3;
-  tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, dataset(x));
+  tf_trainer *t = tf_trainer_create(&tc, m.m, dataset(x));
   assert_non_null(t);
   assert_int_equal(tf_trainer_run(t), TF_ENUMERIC);
   assert_int_equal(tf_trainer_step(t), 3);
@@ -314,7 +315,7 @@ static void test_io_failure_on_rank0(void **state) {
   model m = make_model();
   tf_train_config tc = cfg_of(GRID, 30, bad, &world);
   tc.ckpt_every = 10;
-  tf_trainer *t = tf_trainer_create(&tc, m.f, m.p, dataset(data_x));
+  tf_trainer *t = tf_trainer_create(&tc, m.m, dataset(data_x));
   assert_non_null(t);
   assert_int_equal(tf_trainer_run(t), TF_EIO);
   assert_int_equal(tf_trainer_step(t), 10);

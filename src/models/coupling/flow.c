@@ -18,10 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../subnet.h"
 #include "tradeflow/error.h"
 #include "tradeflow/flow.h"
-
-enum { MAX_LAYERS = 16 };
 
 /* Spline minima (Durkan et al.'s defaults): keep bins and slopes away from 0. */
 #define MIN_BIN 1e-3
@@ -29,16 +28,13 @@ enum { MAX_LAYERS = 16 };
 
 typedef struct {
   int64_t *perm, *inv; /* D each: x_perm[j] = x[perm[j]]; passive = perm[0..da) */
-  tf_tensor *passive;  /* CONV: (1, D) mask, 1 on passive sites */
   tf_tensor *an_loc, *an_logs; /* ActNorm (D) or NULL */
-  int n_layers;
-  /* MLP: W (out, in) as torch.nn.Linear, b (out).  CONV: W (out, in, 3, 3), b (1, out, 1, 1),
-   * Wc (hidden, edim) maps e(c) to the first layer's per-sample bias. */
-  tf_tensor *W[MAX_LAYERS], *b[MAX_LAYERS], *Wc;
+  tf_subnet *net;      /* theta = NN(passive, e(c)) (subnet.h) */
 } block;
 
 struct tf_flow {
   tf_flow_config cfg;
+  const tf_subnet_type *sub; /* the kind of every block's subnet */
   int64_t da, db;  /* passive and active widths */
   int64_t edim;    /* width of e(c) fed to the subnets (0 if unconditional) */
   int64_t P;       /* coupling parameters per active feature: 2 (affine) or 3K - 1 */
@@ -73,19 +69,18 @@ tf_flow_config tf_flow_defaults(int dim) {
   return c;
 }
 
-static tf_tensor *declare(tf_params *p, const char *name, int ndim, int64_t d0, int64_t d1,
-                          int64_t d2, int64_t d3) {
-  const int64_t shape[4] = {d0, d1, d2, d3};
+static tf_tensor *declare(tf_params *p, const char *name, int ndim, int64_t d0, int64_t d1) {
+  const int64_t shape[2] = {d0, d1};
   return tf_params_declare(p, name, ndim, shape);
 }
 
 static int check_config(const tf_flow_config *cfg) {
   if (cfg->dim < 2 || cfg->n_blocks < 1 || cfg->hidden < 1 || cfg->n_hidden < 1 ||
-      cfg->n_hidden > MAX_LAYERS - 1 || cfg->embed_dim < 0)
+      cfg->n_hidden > TF_SUBNET_MAX_LAYERS - 1 || cfg->embed_dim < 0)
     return tf_error(TF_ERANGE,
                     "flow: need dim >= 2, n_blocks >= 1, hidden >= 1, 1 <= n_hidden <= %d, "
                     "embed_dim >= 0 (got %d, %d, %d, %d, %d)",
-                    MAX_LAYERS - 1, cfg->dim, cfg->n_blocks, cfg->hidden, cfg->n_hidden,
+                    TF_SUBNET_MAX_LAYERS - 1, cfg->dim, cfg->n_blocks, cfg->hidden, cfg->n_hidden,
                     cfg->embed_dim);
   if (cfg->coupling != TF_COUPLING_AFFINE && cfg->coupling != TF_COUPLING_SPLINE)
     return tf_error(TF_EINVAL, "flow: unknown coupling kind %d", cfg->coupling);
@@ -94,71 +89,32 @@ static int check_config(const tf_flow_config *cfg) {
        !isfinite(cfg->spline_bound)))
     return tf_error(TF_ERANGE, "flow: spline needs 2 <= bins <= 64 and bound > 0 (got %d, %g)",
                     cfg->spline_bins, cfg->spline_bound);
-  if (cfg->subnet == TF_SUBNET_CONV) {
-    const int L1 = cfg->lattice[0], L2 = cfg->lattice[1];
-    if (L1 < 2 || L2 < 2 || L1 % 2 || L2 % 2 || (int64_t)L1 * L2 != cfg->dim)
-      return tf_error(TF_EINVAL,
-                      "flow: conv subnets need an even L1 x L2 lattice with L1 * L2 = dim "
-                      "(got %d x %d, dim %d)",
-                      L1, L2, cfg->dim);
-  } else if (cfg->subnet != TF_SUBNET_MLP) {
-    return tf_error(TF_EINVAL, "flow: unknown subnet kind %d", cfg->subnet);
-  }
+  const tf_subnet_type *st = tf_subnet_type_at(cfg->subnet);
+  if (!st) return tf_error(TF_EINVAL, "flow: unknown subnet kind %d", cfg->subnet);
+  if (st->check(cfg->dim, cfg->lattice) != TF_OK) return TF_EINVAL;
   if (cfg->conditional && !cfg->subnet_condition && !cfg->base_temperature)
     return tf_error(TF_EINVAL, "flow: with subnet_condition = 0 the condition reaches the flow "
                     "only through base_temperature, which is off: c would have no effect");
   return TF_OK;
 }
 
-/* Block k's split: a permutation whose first da entries are the passive features. */
-static void make_split(const tf_flow_config *cfg, int k, tf_rng *r, int64_t *perm) {
-  const int D = cfg->dim;
-  if (cfg->subnet == TF_SUBNET_CONV) {
-    int64_t np = 0, na = D / 2;
-    for (int i = 0; i < cfg->lattice[0]; i++)
-      for (int j = 0; j < cfg->lattice[1]; j++) {
-        const int64_t site = (int64_t)i * cfg->lattice[1] + j;
-        if ((i + j) % 2 == k % 2) perm[np++] = site;
-        else perm[na++] = site;
-      }
-  } else if (cfg->permute) {
-    tf_rng_permutation(r, perm, D);
-  } else {
-    for (int i = 0; i < D; i++) perm[i] = D - 1 - i;
-  }
-}
-
+/* Block k's parameters: ActNorm, then its subnet's (the checkpoint names and order). */
 static int declare_block(tf_flow *f, int k, block *bl) {
   const tf_flow_config *cfg = &f->cfg;
   char name[64];
   if (cfg->actnorm) {
     snprintf(name, sizeof name, "block%d.actnorm.loc", k);
-    bl->an_loc = declare(f->params, name, 1, cfg->dim, 0, 0, 0);
+    bl->an_loc = declare(f->params, name, 1, cfg->dim, 0);
     snprintf(name, sizeof name, "block%d.actnorm.log_scale", k);
-    bl->an_logs = declare(f->params, name, 1, cfg->dim, 0, 0, 0);
+    bl->an_logs = declare(f->params, name, 1, cfg->dim, 0);
     if (!bl->an_loc || !bl->an_logs) return TF_EINVAL;
   }
-  bl->n_layers = cfg->n_hidden + 1;
-  const int conv = cfg->subnet == TF_SUBNET_CONV;
-  int64_t in = conv ? 1 : f->da + f->edim;
-  for (int l = 0; l < bl->n_layers; l++) {
-    const int last = l + 1 == bl->n_layers;
-    const int64_t out = !last ? cfg->hidden : conv ? f->P : f->P * f->db;
-    snprintf(name, sizeof name, "block%d.W%d", k, l);
-    bl->W[l] = conv ? declare(f->params, name, 4, out, in, 3, 3)
-                    : declare(f->params, name, 2, out, in, 0, 0);
-    snprintf(name, sizeof name, "block%d.b%d", k, l);
-    bl->b[l] = conv ? declare(f->params, name, 4, 1, out, 1, 1)
-                    : declare(f->params, name, 1, out, 0, 0, 0);
-    if (!bl->W[l] || !bl->b[l]) return TF_EINVAL;
-    in = out;
-  }
-  if (conv && f->edim) {
-    snprintf(name, sizeof name, "block%d.Wc", k);
-    bl->Wc = declare(f->params, name, 2, cfg->hidden, f->edim, 0, 0);
-    if (!bl->Wc) return TF_EINVAL;
-  }
-  return TF_OK;
+  const tf_subnet_shape sh = {cfg->dim, f->da, f->db, f->P, cfg->coupling == TF_COUPLING_AFFINE,
+                              f->edim, cfg->hidden, cfg->n_hidden,
+                              {cfg->lattice[0], cfg->lattice[1]}, bl->perm};
+  snprintf(name, sizeof name, "block%d", k);
+  bl->net = f->sub->create(&sh, f->params, name);
+  return bl->net ? TF_OK : TF_EINVAL;
 }
 
 tf_flow *tf_flow_create(const tf_flow_config *cfg, tf_params *params) {
@@ -166,6 +122,7 @@ tf_flow *tf_flow_create(const tf_flow_config *cfg, tf_params *params) {
   tf_flow *f = calloc(1, sizeof *f);
   if (!f) goto oom;
   f->cfg = *cfg;
+  f->sub = tf_subnet_type_at(cfg->subnet);
   f->params = params;
   f->da = cfg->dim / 2;
   f->db = cfg->dim - f->da;
@@ -174,10 +131,10 @@ tf_flow *tf_flow_create(const tf_flow_config *cfg, tf_params *params) {
   f->P = cfg->coupling == TF_COUPLING_SPLINE ? 3 * (int64_t)cfg->spline_bins - 1 : 2;
   if (cond_sub && cfg->embed_dim > 0) {
     const int64_t E = cfg->embed_dim;
-    f->eW[0] = declare(params, "embed.W0", 2, E, 1, 0, 0);
-    f->eb[0] = declare(params, "embed.b0", 1, E, 0, 0, 0);
-    f->eW[1] = declare(params, "embed.W1", 2, E, E, 0, 0);
-    f->eb[1] = declare(params, "embed.b1", 1, E, 0, 0, 0);
+    f->eW[0] = declare(params, "embed.W0", 2, E, 1);
+    f->eb[0] = declare(params, "embed.b0", 1, E, 0);
+    f->eW[1] = declare(params, "embed.W1", 2, E, E);
+    f->eb[1] = declare(params, "embed.b1", 1, E, 0);
     if (!f->eW[0] || !f->eb[0] || !f->eW[1] || !f->eb[1]) goto fail;
   }
   if (cfg->coupling == TF_COUPLING_SPLINE) {
@@ -198,13 +155,8 @@ tf_flow *tf_flow_create(const tf_flow_config *cfg, tf_params *params) {
     bl->perm = malloc(2 * (size_t)cfg->dim * sizeof *bl->perm);
     if (!bl->perm) goto oom;
     bl->inv = bl->perm + cfg->dim;
-    make_split(cfg, k, &r, bl->perm);
+    f->sub->split(cfg->dim, cfg->lattice, cfg->permute, k, &r, bl->perm);
     for (int i = 0; i < cfg->dim; i++) bl->inv[bl->perm[i]] = i;
-    if (cfg->subnet == TF_SUBNET_CONV) {
-      bl->passive = tf_tensor_create(2, (int64_t[]){1, cfg->dim});
-      if (!bl->passive) goto oom;
-      for (int64_t i = 0; i < f->da; i++) bl->passive->data[bl->perm[i]] = 1;
-    }
     if (declare_block(f, k, bl) != TF_OK) goto fail;
   }
   return f;
@@ -219,8 +171,8 @@ void tf_flow_destroy(tf_flow *f) {
   if (!f) return;
   if (f->blocks)
     for (int k = 0; k < f->cfg.n_blocks; k++) {
+      if (f->blocks[k].net) f->sub->destroy(f->blocks[k].net);
       free(f->blocks[k].perm);
-      tf_tensor_destroy(f->blocks[k].passive);
     }
   free(f->blocks);
   tf_tensor_destroy(f->cum);
@@ -230,31 +182,25 @@ void tf_flow_destroy(tf_flow *f) {
 
 const tf_flow_config *tf_flow_get_config(const tf_flow *f) { return &f->cfg; }
 
-/* torch.nn.Linear's and Conv2d's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for W and b */
-static void init_layer(tf_rng *r, tf_tensor *W, tf_tensor *b, int zero) {
-  const double fan_in = (double)(W->n / W->shape[0]);
-  const double bound = zero ? 0.0 : 1.0 / sqrt(fan_in);
+/* torch.nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for W and b */
+static void init_layer(tf_rng *r, tf_tensor *W, tf_tensor *b) {
+  const double bound = 1.0 / sqrt((double)(W->n / W->shape[0]));
   tf_rng_fill_uniform(r, W, -bound, bound);
   tf_rng_fill_uniform(r, b, -bound, bound);
 }
 
 int tf_flow_init(tf_flow *f) {
-  if (!f->blocks[0].W[0]->data)
+  if (!tf_params_values(f->params))
     return tf_error(TF_EINVAL, "flow: tf_flow_init before tf_params_finalize");
   tf_rng r;
   tf_rng_init(&r, f->cfg.seed, 0, TF_RNG_INIT, 0);
   if (f->eW[0]) {
-    init_layer(&r, f->eW[0], f->eb[0], 0);
-    init_layer(&r, f->eW[1], f->eb[1], 0);
+    init_layer(&r, f->eW[0], f->eb[0]);
+    init_layer(&r, f->eW[1], f->eb[1]);
   }
   for (int k = 0; k < f->cfg.n_blocks; k++) {
     block *bl = &f->blocks[k];
-    for (int l = 0; l < bl->n_layers; l++)
-      init_layer(&r, bl->W[l], bl->b[l], l + 1 == bl->n_layers);
-    if (bl->Wc) {
-      const double bound = 1.0 / sqrt((double)f->edim);
-      tf_rng_fill_uniform(&r, bl->Wc, -bound, bound);
-    }
+    f->sub->init(bl->net, &r);
     if (bl->an_loc) {
       memset(bl->an_loc->data, 0, (size_t)bl->an_loc->n * sizeof(tf_real));
       memset(bl->an_logs->data, 0, (size_t)bl->an_logs->n * sizeof(tf_real));
@@ -269,45 +215,6 @@ static tf_tensor *embed(tf_flow *f, tf_ctx *ctx, tf_tensor *c) {
   tf_tensor *lc = tf_log(ctx, c);
   if (!f->eW[0]) return lc;
   return tf_linear(ctx, tf_silu(ctx, tf_linear(ctx, lc, f->eW[0], f->eb[0])), f->eW[1], f->eb[1]);
-}
-
-/* The MLP subnet of block `bl` on its input h = [x_a | e(c)] */
-static tf_tensor *mlp(tf_ctx *ctx, const block *bl, tf_tensor *h) {
-  for (int l = 0; l < bl->n_layers; l++) {
-    h = tf_linear(ctx, h, bl->W[l], bl->b[l]);
-    if (l + 1 < bl->n_layers) h = tf_silu(ctx, h);
-  }
-  return h;
-}
-
-/* Coupling parameters of block `bl` from the passive features.
- * MLP: xa (N, da) is the passive half in the block's permuted order.
- * CONV: xl (N, D) is the field in lattice order (its active sites are zeroed here).
- * Returns theta as (N, P * db) with the P parameters of each active feature contiguous
- * (affine: P = 2 laid out as [s (db) | t (db)] instead, which is what the slices want). */
-static tf_tensor *subnet(tf_flow *f, tf_ctx *ctx, const block *bl, tf_tensor *xa, tf_tensor *xl,
-                         tf_tensor *e) {
-  const int conv = f->cfg.subnet == TF_SUBNET_CONV;
-  if (!conv) return mlp(ctx, bl, e ? tf_concat(ctx, 2, (tf_tensor *[]){xa, e}) : xa);
-  if (!xl) return NULL;
-  const int64_t N = xl->shape[0], L1 = f->cfg.lattice[0], L2 = f->cfg.lattice[1];
-  const int64_t D = f->cfg.dim, H = f->cfg.hidden;
-  /* channels-last fields (N, L1, L2, C) throughout (see tf_conv2d_periodic); the biases are
-   * stored (1, C, 1, 1) as in the checkpoints of the channel-major version and used as (C) */
-  tf_tensor *h = tf_reshape(ctx, tf_mul(ctx, xl, bl->passive), 4, (int64_t[]){N, L1, L2, 1});
-  for (int l = 0; l < bl->n_layers; l++) {
-    const int64_t C = bl->b[l]->n;
-    h = tf_add(ctx, tf_conv2d_periodic(ctx, h, bl->W[l]), tf_reshape(ctx, bl->b[l], 1, &C));
-    if (l == 0 && e)
-      h = tf_add(ctx, h, tf_reshape(ctx, tf_matmul(ctx, e, bl->Wc, 0, 1), 4,
-                                    (int64_t[]){N, 1, 1, H}));
-    if (l + 1 < bl->n_layers) h = tf_silu(ctx, h);
-  }
-  /* (N, L1 L2, P) -> the active sites, in the block's order: (N, db, P), which is the
-   * spline's layout; the affine coupling wants [s (db) | t (db)] */
-  h = tf_gather(ctx, tf_reshape(ctx, h, 3, (int64_t[]){N, D, f->P}), 1, bl->perm + f->da, f->db);
-  if (f->cfg.coupling == TF_COUPLING_AFFINE) h = tf_transpose(ctx, h);
-  return tf_reshape(ctx, h, 2, (int64_t[]){N, f->P * f->db});
 }
 
 /* ---- rational-quadratic spline --------------------------------------------------------- */
@@ -420,7 +327,7 @@ static tf_tensor *rq_spline(tf_flow *f, tf_ctx *ctx, tf_tensor *v, tf_tensor *th
   return tf_where(ctx, inside, out, v);
 }
 
-/* Active half through the coupling: xb (N, db) with theta from subnet(); *ld (N, 1). */
+/* Active half through the coupling: xb (N, db) with theta from the subnet; *ld (N, 1). */
 static tf_tensor *couple(tf_flow *f, tf_ctx *ctx, tf_tensor *xb, tf_tensor *theta, int inv,
                          tf_tensor **ld) {
   if (!xb || !theta) return NULL;
@@ -520,9 +427,7 @@ static int scope_begin(tf_flow *f, tf_ctx *ctx, scope *sc, const tf_tensor *x,
   if (tf_ctx_grad_enabled(ctx) || !inert(ctx, x) || !inert(ctx, e)) return 1;
   for (int k = 0; k < f->cfg.n_blocks; k++) {
     const block *bl = &f->blocks[k];
-    for (int l = 0; l < bl->n_layers; l++)
-      if (tf_tangent(ctx, bl->W[l]) || tf_tangent(ctx, bl->b[l])) return 1;
-    if (bl->Wc && tf_tangent(ctx, bl->Wc)) return 1;
+    if (f->sub->has_tangent(bl->net, ctx)) return 1;
     if (bl->an_loc && (tf_tangent(ctx, bl->an_loc) || tf_tangent(ctx, bl->an_logs))) return 1;
   }
   const int64_t N = x->shape[0], D = x->shape[1];
@@ -553,7 +458,7 @@ static void scope_leave(tf_ctx *ctx, scope *sc, int k, tf_tensor **x, tf_tensor 
 tf_tensor *tf_flow_forward(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c,
                            tf_tensor **logdet) {
   if (!check_inputs(f, ctx, x, c, "forward")) return NULL;
-  const int conv = f->cfg.subnet == TF_SUBNET_CONV;
+  const int lat = f->sub->lattice_order;
   const int D = f->cfg.dim;
   tf_tensor *e = embed(f, ctx, c);
   tf_tensor *ld = NULL, *term;
@@ -568,10 +473,10 @@ tf_tensor *tf_flow_forward(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c,
     }
     tf_tensor *xp = tf_gather(ctx, x, -1, bl->perm, D);
     tf_tensor *xa = tf_slice(ctx, xp, 0, f->da), *xb = tf_slice(ctx, xp, f->da, f->db);
-    tf_tensor *theta = subnet(f, ctx, bl, xa, conv ? x : NULL, e);
+    tf_tensor *theta = f->sub->apply(bl->net, ctx, xa, lat ? x : NULL, e);
     tf_tensor *yb = couple(f, ctx, xb, theta, 0, &term);
     x = tf_concat(ctx, 2, (tf_tensor *[]){xa, yb});
-    if (conv) x = tf_gather(ctx, x, -1, bl->inv, D);
+    if (lat) x = tf_gather(ctx, x, -1, bl->inv, D);
     ld = acc(ctx, ld, term);
     scope_leave(ctx, &sc, k, &x, &ld);
   }
@@ -582,12 +487,10 @@ tf_tensor *tf_flow_forward(tf_flow *f, tf_ctx *ctx, tf_tensor *x, tf_tensor *c,
 /* The fused inverse applies when recording is off and no input carries a tangent. */
 static int fast_ok(tf_flow *f, tf_ctx *ctx, const block *bl, const tf_tensor *z,
                    const tf_tensor *e, const tf_tensor *ld) {
-  if (f->cfg.subnet == TF_SUBNET_CONV || f->cfg.coupling != TF_COUPLING_AFFINE ||
+  if (!f->sub->apply_rows || f->sub->lattice_order || f->cfg.coupling != TF_COUPLING_AFFINE ||
       tf_ctx_grad_enabled(ctx) || !inert(ctx, z) || !inert(ctx, e) || !inert(ctx, ld))
     return 0;
-  for (int l = 0; l < bl->n_layers; l++)
-    if (tf_tangent(ctx, bl->W[l]) || tf_tangent(ctx, bl->b[l])) return 0;
-  return 1;
+  return !f->sub->has_tangent(bl->net, ctx);
 }
 
 /* The inverse of one affine MLP block when no derivative is wanted (sampling, evaluation):
@@ -605,7 +508,7 @@ static tf_tensor *inverse_block_fast(tf_flow *f, tf_ctx *ctx, const block *bl, t
     memcpy(h->data + n * W, z->data + n * D, (size_t)da * sizeof(tf_real));
     if (E) memcpy(h->data + n * W + da, e->data + n * E, (size_t)E * sizeof(tf_real));
   }
-  h = mlp(ctx, bl, h);
+  h = f->sub->apply_rows(bl->net, ctx, h);
   if (!h) return NULL;
   const double k = f->cfg.clamp;
   tf_tensor *u = tf_slice(ctx, h, 0, db); /* raw s, then tanh(s / k) */
@@ -634,7 +537,7 @@ static tf_tensor *inverse_block_fast(tf_flow *f, tf_ctx *ctx, const block *bl, t
 tf_tensor *tf_flow_inverse(tf_flow *f, tf_ctx *ctx, tf_tensor *z, tf_tensor *c,
                            tf_tensor **logdet) {
   if (!check_inputs(f, ctx, z, c, "inverse")) return NULL;
-  const int conv = f->cfg.subnet == TF_SUBNET_CONV;
+  const int lat = f->sub->lattice_order;
   const int D = f->cfg.dim;
   tf_tensor *e = embed(f, ctx, c);
   tf_tensor *ld = NULL, *term;
@@ -647,9 +550,9 @@ tf_tensor *tf_flow_inverse(tf_flow *f, tf_ctx *ctx, tf_tensor *z, tf_tensor *c,
       z = inverse_block_fast(f, ctx, bl, z, e, &ld);
       if (!z) return NULL;
     } else {
-      tf_tensor *zp = conv ? tf_gather(ctx, z, -1, bl->perm, D) : z;
+      tf_tensor *zp = lat ? tf_gather(ctx, z, -1, bl->perm, D) : z;
       tf_tensor *za = tf_slice(ctx, zp, 0, f->da), *zb = tf_slice(ctx, zp, f->da, f->db);
-      tf_tensor *theta = subnet(f, ctx, bl, za, conv ? z : NULL, e);
+      tf_tensor *theta = f->sub->apply(bl->net, ctx, za, lat ? z : NULL, e);
       tf_tensor *xb = couple(f, ctx, zb, theta, 1, &term);
       z = tf_gather(ctx, tf_concat(ctx, 2, (tf_tensor *[]){za, xb}), -1, bl->inv, D);
       ld = acc(ctx, ld, term);
