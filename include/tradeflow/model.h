@@ -23,6 +23,7 @@
  * family, dim, conditional, seed); a family adds its own (tf_model_type.keys, section
  * "model").  tf_model_schema() puts the two together; `family = coupling` is the default, so
  * a config or checkpoint written before families existed means a coupling flow.
+ * docs/ARCHITECTURE.md says how to add a family.
  *
  * Nothing here is collective.  Errors: functions returning int give TF_OK or a status with a
  * message in tf_errmsg(); functions returning pointers give NULL and set the message (tensor
@@ -135,8 +136,9 @@ int tf_model_register(const tf_model_type *t);
 extern const tf_cfg_key tf_model_common_keys[];
 extern const int tf_model_common_n;
 
-/* The [model] schema of family `t`: the common keys, then t's keys, into out[0..max).
- * Returns the count, or -1 if max is too small. */
+/* The [model] schema of family `t` into out[0..max): the common keys but the seed, t's keys,
+ * then the seed (the order of the [model] section of configs written before families existed,
+ * which tf_config_text follows).  Returns the count, or -1 if max is too small. */
 int tf_model_schema(const tf_model_type *t, tf_cfg_key *out, int max);
 
 /* The family a config names in [model] family, read without a schema from config text
