@@ -86,6 +86,10 @@ static int nll_mode(const eval_opts *o) {
   tf_ctx *ctx = NULL;
   int64_t n, d;
   if (tf_h5_read_matrix(data, dset, TF_H5_FINITE, &n, &d, &x) != TF_OK) goto fail;
+  if (n == 0) {
+    tf_error(TF_EFORMAT, "%s:%s has no rows: there is no NLL to report", data, dset);
+    goto fail;
+  }
   if (d != tf_model_dim(m.model)) {
     tf_error(TF_EINVAL, "%s:%s has %lld columns, the flow in %s has dimension %d", data, dset,
              (long long)d, ckpt, tf_model_dim(m.model));

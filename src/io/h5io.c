@@ -172,6 +172,14 @@ done:
   return st;
 }
 
+/* Parameters and moments are float32 or float64: a narrower type (float16, or a custom one)
+ * would load without notice as rounded values. */
+static int wide_float(const dset *d, const char *path, const char *shown) {
+  if (!strcmp(d->type, "float32") || !strcmp(d->type, "float64")) return TF_OK;
+  return tf_error(TF_EFORMAT, "%s: dataset '%s' is %s; checkpoints hold float32 or float64",
+                  path, shown, d->type);
+}
+
 static int dset_read(const dset *d, hid_t memtype, const char *path, const char *shown,
                      void *out) {
   if (H5Dread(d->id, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
@@ -492,6 +500,82 @@ static int put_meta(hid_t f, const char *path, const tf_checkpoint_meta *m) {
   return st;
 }
 
+/* ---- what a checkpoint may hold (DESIGN.md section 12) ---------------------------------------
+ * Checked on save (a run never writes a checkpoint it could not resume from) and on load
+ * (a corrupt or hand-edited file is refused with the object and index named, before anything
+ * is copied into the model). */
+
+/* The first index of a[0..n) that is not finite (or, with nonneg, is negative); -1 if none. */
+static int64_t first_bad(const double *a, int64_t n, int nonneg) {
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(a[i]) || (nonneg && a[i] < 0)) return i;
+  return -1;
+}
+
+/* Parameter i and index k of slab position j (for messages). */
+static void slab_where(const tf_params *p, int64_t j, int *i, int64_t *k) {
+  *i = 0;
+  *k = j;
+  for (int t = 0; t < tf_params_count(p); t++) {
+    const int64_t off = tf_params_offset(p, t);
+    if (j >= off && j < off + tf_params_tensor(p, t)->n) {
+      *i = t;
+      *k = j - off;
+      return;
+    }
+  }
+}
+
+/* Every parameter value finite; slab in the params' layout. */
+static int check_params_finite(const char *path, const tf_params *p, const tf_real *slab,
+                               const char *doing) {
+  for (int i = 0; i < tf_params_count(p); i++) {
+    const tf_tensor *t = tf_params_tensor(p, i);
+    const tf_real *v = slab + tf_params_offset(p, i);
+    for (int64_t k = 0; k < t->n; k++)
+      if (!isfinite(v[k]))
+        return tf_error(TF_ENUMERIC, "%s: %s: /params/%s[%lld] = %g; parameters must be finite",
+                        path, doing, tf_params_name(p, i), (long long)k, (double)v[k]);
+  }
+  return TF_OK;
+}
+
+/* Moments m (finite), v (finite, >= 0) and the average (finite, may be NULL), n each in the
+ * params' layout. */
+static int check_moments(const char *path, const tf_params *p, const double *m, const double *v,
+                         const double *ema, int64_t n, const char *doing) {
+  const double *arr[3] = {m, v, ema};
+  static const char *const names[3] = {"/optim/m", "/optim/v", "/optim/ema"};
+  for (int a = 0; a < 3; a++) {
+    if (!arr[a]) continue;
+    const int64_t j = first_bad(arr[a], n, a == 1);
+    if (j < 0) continue;
+    int i;
+    int64_t k;
+    slab_where(p, j, &i, &k);
+    return tf_error(TF_ENUMERIC, "%s: %s: %s[%lld] = %g (parameter %s[%lld]); %s", path, doing,
+                    names[a], (long long)j, arr[a][j], tf_params_name(p, i), (long long)k,
+                    a == 1 ? "second moments must be finite and >= 0" : "it must be finite");
+  }
+  return TF_OK;
+}
+
+/* Counters that a run can have reached: 0 <= consecutive <= skipped <= step, and the
+ * optimizer's step count (if any) >= 0 (it drives Adam's bias correction: a negative one gives
+ * NaN updates). */
+static int check_counters(const char *path, const tf_checkpoint_meta *m, const int64_t *steps) {
+  if (m->step < 0 || m->skipped_steps < 0 || m->consecutive_skips < 0 ||
+      m->skipped_steps > m->step || m->consecutive_skips > m->skipped_steps)
+    return tf_error(TF_EFORMAT, "%s: counters step = %lld, skipped_steps = %lld, "
+                    "consecutive_skips = %lld are impossible (need 0 <= consecutive_skips <= "
+                    "skipped_steps <= step)", path, (long long)m->step,
+                    (long long)m->skipped_steps, (long long)m->consecutive_skips);
+  if (steps && *steps < 0)
+    return tf_error(TF_EFORMAT, "%s: attribute 'steps' of '/optim' = %lld; an optimizer's "
+                    "step count is >= 0", path, (long long)*steps);
+  return TF_OK;
+}
+
 static int ckpt_save(const char *path, const tf_params *p, const tf_optim *o,
                      const tf_checkpoint_meta *meta) {
   if (!path || !*path) return tf_error(TF_EINVAL, "tf_checkpoint_save: empty path");
@@ -514,6 +598,19 @@ static int ckpt_save(const char *path, const tf_params *p, const tf_optim *o,
     meta = &defaults;
   }
   int st = check_meta(path, meta);
+  /* a checkpoint is a state a run can continue from: never NaN over a good file */
+  const char *doing = "refusing to write this checkpoint (the previous one, if any, is kept)";
+  if (st == TF_OK) st = check_counters(path, meta, NULL);
+  if (st == TF_OK) st = check_params_finite(path, p, tf_params_values((tf_params *)p), doing);
+  if (st == TF_OK && o) {
+    tf_optim *oo = (tf_optim *)o;
+    const int64_t steps = tf_optim_steps(o);
+    st = check_moments(path, p, tf_optim_m(oo), tf_optim_v(oo), tf_optim_ema(oo),
+                       tf_optim_size(o), doing);
+    if (st == TF_OK && steps < 0)
+      st = tf_error(TF_EINVAL, "%s: %s: the optimizer's step count is %lld", path, doing,
+                    (long long)steps);
+  }
   if (st != TF_OK) return st;
 
   tf__h5_atomic a;
@@ -563,6 +660,7 @@ int tf_checkpoint_save(const char *path, const tf_params *params, const tf_optim
   tf__h5_quiet_off(q);
   return st;
 }
+
 
 /* ---- checkpoint load ------------------------------------------------------------------------- */
 
@@ -695,6 +793,10 @@ static int load_params(hid_t f, const char *path, const tf_params *p, tf_real *s
     }
     dset d;
     if ((st = dset_open(g, path, name, shown, K_FLOAT, &d)) != TF_OK) break;
+    if ((st = wide_float(&d, path, shown)) != TF_OK) {
+      tf__h5_close(&d.id);
+      break;
+    }
     int same = d.rank == t->ndim;
     for (int k = 0; same && k < t->ndim; k++) same = d.dims[k] == (hsize_t)t->shape[k];
     if (!same)
@@ -747,6 +849,10 @@ static int load_optim(hid_t f, const char *path, const tf_optim *o, double *m, d
     snprintf(shown, sizeof shown, "/optim/%s", names[k]);
     dset d;
     if ((st = dset_open(g, path, names[k], shown, K_FLOAT, &d)) != TF_OK) break;
+    if ((st = wide_float(&d, path, shown)) != TF_OK) {
+      tf__h5_close(&d.id);
+      break;
+    }
     if (d.rank != 1 || d.dims[0] != (hsize_t)n)
       st = tf_error(TF_EFORMAT, "%s: dataset '%s' has shape %s, the optimizer expects (%lld)",
                     path, shown, dims_str(d.rank, d.dims, found, sizeof found), (long long)n);
@@ -774,7 +880,9 @@ static int read_ema(hid_t f, const char *path, double **out, int64_t *n) {
     dset d;
     char found[64];
     if ((st = dset_open(g, path, "ema", "/optim/ema", K_FLOAT, &d)) == TF_OK) {
-      if (d.rank != 1)
+      if ((st = wide_float(&d, path, "/optim/ema")) != TF_OK)
+        ;
+      else if (d.rank != 1)
         st = tf_error(TF_EFORMAT, "%s: dataset '/optim/ema' has shape %s, expected (n)", path,
                       dims_str(d.rank, d.dims, found, sizeof found));
       else if (!(*out = alloc_doubles((int64_t)d.dims[0])))
@@ -791,6 +899,27 @@ static int read_ema(hid_t f, const char *path, double **out, int64_t *n) {
     *out = NULL;
   }
   return st;
+}
+
+/* The writer's offsets: non-negative, and no two tensors sharing slab positions (the moments
+ * and the average are read through them). */
+static int check_offsets(const char *path, const tf_params *p, const int64_t *file_off) {
+  const int np = tf_params_count(p);
+  for (int i = 0; i < np; i++) {
+    const int64_t a0 = file_off[i], a1 = a0 + tf_params_tensor(p, i)->n;
+    if (a0 < 0 || a1 < a0)
+      return tf_error(TF_EFORMAT, "%s: attribute 'offset' of '/params/%s' = %lld is negative",
+                      path, tf_params_name(p, i), (long long)a0);
+    for (int j = 0; j < i; j++) {
+      const int64_t b0 = file_off[j], b1 = b0 + tf_params_tensor(p, j)->n;
+      if (a0 < b1 && b0 < a1)
+        return tf_error(TF_EFORMAT, "%s: attributes 'offset' of '/params/%s' (%lld, %lld values) "
+                        "and '/params/%s' (%lld, %lld values) overlap", path,
+                        tf_params_name(p, i), (long long)a0, (long long)(a1 - a0),
+                        tf_params_name(p, j), (long long)b0, (long long)(b1 - b0));
+    }
+  }
+  return TF_OK;
 }
 
 /* Tensor i of the model at file offset file_off[i] must lie inside a writer's slab of n. */
@@ -824,7 +953,9 @@ static int ckpt_load(const char *path, tf_params *p, tf_optim *o, int averaged, 
     st = tf_error(TF_ENOMEM, "%s: cannot allocate %lld values for loading", path,
                   (long long)(size + 4 * on));
   if (st == TF_OK) st = load_params(f, path, p, slab, file_off);
+  if (st == TF_OK) st = check_offsets(path, p, file_off);
   if (st == TF_OK && o) st = load_optim(f, path, o, mv, mv + on, &steps);
+  if (st == TF_OK) st = check_counters(path, &m, o ? &steps : NULL);
   /* the average: for a run that continues it (o keeps one), or as the weights to use */
   double *ev = NULL, *em = NULL;
   int64_t en = 0;
@@ -864,6 +995,9 @@ static int ckpt_load(const char *path, tf_params *p, tf_optim *o, int averaged, 
       memcpy(mm + on + dst, mv + on + src, (size_t)n * sizeof *mm);
     }
   }
+  if (st == TF_OK) st = check_params_finite(path, p, slab, "corrupt checkpoint");
+  if (st == TF_OK && o)
+    st = check_moments(path, p, mv + 2 * on, mv + 3 * on, em, on, "corrupt checkpoint");
   if (st == TF_OK) {
     for (int i = 0; i < np; i++) {
       tf_tensor *t = tf_params_tensor(p, i);

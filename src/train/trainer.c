@@ -469,6 +469,23 @@ static double mix_adaptive(tf_trainer *t, double lam) {
   return lam_eff;
 }
 
+/* Every parameter finite after the step's update (the same on every rank: the update is). */
+static int check_update(tf_trainer *t, double lr, double gnorm) {
+  const tf_params *p = t->params;
+  for (int i = 0; i < tf_params_count(p); i++) {
+    const tf_tensor *w = tf_params_tensor(p, i);
+    for (int64_t k = 0; k < w->n; k++)
+      if (!isfinite(w->data[k]))
+        return tf_error(TF_ENUMERIC, "step %lld: the update made parameter %s[%lld] = %g (learning "
+                        "rate %.3g, gradient norm %.3g); stopping without writing a checkpoint%s%s",
+                        (long long)t->step + 1, tf_params_name(p, i), (long long)k,
+                        (double)w->data[k], lr, gnorm,
+                        t->cfg.checkpoint ? "; the last one is intact: " : "",
+                        t->cfg.checkpoint ? t->cfg.checkpoint : "");
+  }
+  return TF_OK;
+}
+
 /* One optimizer step (collective).  *bad = 1 when it was skipped for a non-finite loss or
  * gradient on any rank. */
 static int train_step(tf_trainer *t, int *bad) {
@@ -523,6 +540,10 @@ static int train_step(tf_trainer *t, int *bad) {
   } else {
     t->last_loss = L;
     t->last_gnorm = gn;
+    /* A finite gradient can still give a non-finite update (a corrupt second moment, an
+     * overflow): stop before such parameters reach a checkpoint. */
+    rc = check_update(t, lr, gn);
+    if (rc != TF_OK) return rc;
   }
   t->last_lr = lr;
   return TF_OK;

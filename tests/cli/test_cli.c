@@ -256,6 +256,12 @@ static void test_bad_inputs(void **state) {
   assert_int_equal(run("sample run_b/checkpoint.h5 --n 10 --condition 1 --out nodir/x.h5"), 2);
   assert_non_null(strstr(out, "nodir"));
   assert_int_equal(run("eval run_b/checkpoint.h5 --data trunc.h5"), 2);
+  /* a file with no rows has no NLL (it used to print NLL nan and exit 0) */
+  tf_sample_attrs at0 = {"empty", "", "", "", 0};
+  tf_sample_block none = {0, NULL, NULL, NULL, NULL, NULL};
+  assert_int_equal(tf_samples_write(path_of("empty.h5"), 2, &at0, &none), TF_OK);
+  assert_int_equal(run("eval run_b/checkpoint.h5 --data empty.h5"), 2);
+  assert_non_null(strstr(out, "has no rows"));
   assert_int_equal(run("bogus"), 2);
   assert_non_null(strstr(out, "unknown command 'bogus'"));
 }

@@ -158,6 +158,13 @@ static void fill_bits(tf_params *p, uint64_t seed) {
       }
     }
   }
+  /* a checkpoint holds finite values only (DESIGN.md section 12): random exponents, but not
+   * the all-ones one of Inf and NaN */
+  for (int i = 0; i < tf_params_count(p); i++) {
+    tf_tensor *w = tf_params_tensor(p, i);
+    for (int64_t k = 0; k < w->n; k++)
+      if (!isfinite(w->data[k])) w->data[k] = (tf_real)ldexp((double)k + 0.5, -(int)(k % 60));
+  }
   tf_tensor *t = tf_params_tensor(p, 0);
   t->data[0] = (tf_real)(FLT_MIN / 8);     /* denormal */
   t->data[1] = -(tf_real)(FLT_MIN / 1024); /* denormal */
@@ -267,6 +274,8 @@ static void test_checkpoint_round_trip(void **state) {
 
   /* Overwriting an existing checkpoint works and leaves no temporary either. */
   m.step = 5;
+  m.skipped_steps = 2; /* a possible state: skips are steps too */
+  m.consecutive_skips = 1;
   assert_int_equal(tf_checkpoint_save(path, a, NULL, &m), TF_OK);
   assert_int_equal(count_tmp_files(fx->dir), 0);
   tf_checkpoint_meta_clear(&back);
@@ -991,6 +1000,136 @@ static void test_sample_reader_rejects(void **state) {
   free_samples(&sd);
 }
 
+/* ---- what a checkpoint may hold (DESIGN.md section 12) ---------------------------------------- */
+
+static void set_attr_i64(const char *path, const char *obj, const char *name, int64_t v) {
+  hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  assert_true(f >= 0);
+  hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+  assert_true(o >= 0);
+  if (H5Aexists(o, name) > 0) assert_true(H5Adelete(o, name) >= 0);
+  hid_t sc = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(o, name, H5T_STD_I64LE, sc, H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
+  H5Aclose(a);
+  H5Sclose(sc);
+  H5Oclose(o);
+  H5Fclose(f);
+}
+
+/* element k of dataset `name` (any float type) set to v, the dataset otherwise kept */
+static void poke(const char *path, const char *name, hsize_t k, double v) {
+  hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  assert_true(d >= 0);
+  hid_t sp = H5Dget_space(d);
+  const hssize_t n = H5Sget_simple_extent_npoints(sp);
+  double *x = malloc((size_t)n * sizeof *x);
+  assert_true(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+  x[k] = v;
+  assert_true(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+  free(x);
+  H5Sclose(sp);
+  H5Dclose(d);
+  H5Fclose(f);
+}
+
+/* dataset `name` rewritten as IEEE half precision (float16) with the same values */
+static void to_float16(const char *path, const char *name) {
+  hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  hid_t sp = H5Dget_space(d);
+  const hssize_t n = H5Sget_simple_extent_npoints(sp);
+  double *x = malloc((size_t)n * sizeof *x);
+  assert_true(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+  H5Dclose(d);
+  assert_true(H5Ldelete(f, name, H5P_DEFAULT) >= 0);
+  hid_t h = H5Tcopy(H5T_IEEE_F32LE);
+  assert_true(H5Tset_fields(h, 15, 10, 5, 0, 10) >= 0);
+  assert_true(H5Tset_precision(h, 16) >= 0 && H5Tset_size(h, 2) >= 0 && H5Tset_ebias(h, 15) >= 0);
+  d = H5Dcreate2(f, name, h, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(d >= 0);
+  assert_true(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+  free(x);
+  H5Tclose(h);
+  H5Dclose(d);
+  H5Sclose(sp);
+  H5Fclose(f);
+}
+
+/* Each class of corrupted checkpoint is refused with the object named, and the model and the
+ * optimizer are left as they were; and no checkpoint with such values can be written. */
+static void test_checkpoint_validation(void **state) {
+  fixture *fx = *state;
+  const char *good = P(fx, "good.h5"), *path = P(fx, "bad.h5");
+  tf_params *a = build(ARCH, NARCH), *b = build(ARCH, NARCH);
+  fill_bits(a, 41);
+  tf_optim *oa = make_optim(tf_params_size(a), 42), *ob = make_optim(tf_params_size(b), 43);
+  tf_checkpoint_meta m;
+  fill_meta(&m);
+  assert_int_equal(tf_checkpoint_save(good, a, oa, &m), TF_OK);
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", good, path);
+  const int64_t np = tf_params_size(b);
+  tf_real *before = malloc((size_t)np * sizeof *before);
+  memcpy(before, tf_params_values(b), (size_t)np * sizeof *before);
+  struct {
+    const char *what;
+    int code;
+    const char *msg;
+  } cases[] = {
+      {"negative step", TF_EFORMAT, "step = -3"},
+      {"skips beyond the step", TF_EFORMAT, "are impossible"},
+      {"negative optimizer steps", TF_EFORMAT, "'steps' of '/optim' = -1"},
+      {"NaN parameter", TF_ENUMERIC, "/params/embed.b[1] = nan"},
+      {"Inf parameter", TF_ENUMERIC, "/params/block0.s[5] = inf"},
+      {"negative second moment", TF_ENUMERIC, "/optim/v[2] = -1e-09"},
+      {"NaN first moment", TF_ENUMERIC, "/optim/m[7] = nan"},
+      {"overlapping offsets", TF_EFORMAT, "overlap"},
+      {"negative offset", TF_EFORMAT, "is negative"},
+      {"float16 parameters", TF_EFORMAT, "float16"},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    assert_int_equal(system(cmd), 0);
+    switch (c) {
+    case 0: set_attr_i64(path, "/", "step", -3); break;
+    case 1: set_attr_i64(path, "/", "skipped_steps", m.step + 1); break;
+    case 2: set_attr_i64(path, "/optim", "steps", -1); break;
+    case 3: poke(path, "/params/embed.b", 1, NAN); break;
+    case 4: poke(path, "/params/block0.s", 5, INFINITY); break;
+    case 5: poke(path, "/optim/v", 2, -1e-9); break;
+    case 6: poke(path, "/optim/m", 7, NAN); break;
+    case 7: set_attr_i64(path, "/params/embed.b", "offset", tf_params_offset(a, 0) + 2); break;
+    case 8: set_attr_i64(path, "/params/embed.W", "offset", -16); break;
+    case 9: to_float16(path, "/params/embed.W"); break;
+    }
+    tf_checkpoint_meta back;
+    const int rc = tf_checkpoint_load(path, b, ob, &back);
+    if (rc != cases[c].code || !strstr(tf_errmsg(), cases[c].msg))
+      fail_msg("%s: status %d, message '%s'", cases[c].what, rc, tf_errmsg());
+    assert_msg(path);
+    assert_memory_equal(tf_params_values(b), before, (size_t)np * sizeof *before);
+    assert_int_equal(tf_optim_steps(ob), 1234); /* make_optim's, not the file's */
+  }
+  /* the writer refuses what the reader would */
+  tf_params_values(a)[3] = (tf_real)NAN;
+  assert_int_equal(tf_checkpoint_save(good, a, oa, &m), TF_ENUMERIC);
+  assert_msg("refusing to write");
+  assert_msg("= nan");
+  tf_params_values(a)[3] = 1;
+  tf_optim_v(oa)[4] = -1;
+  assert_int_equal(tf_checkpoint_save(good, a, oa, &m), TF_ENUMERIC);
+  assert_msg("/optim/v[4] = -1");
+  /* and the good file is still the good one */
+  assert_int_equal(tf_checkpoint_load(good, b, ob, NULL), TF_OK);
+  free(before);
+  tf_checkpoint_meta_clear(&m);
+  tf_optim_destroy(oa);
+  tf_optim_destroy(ob);
+  tf_params_destroy(a);
+  tf_params_destroy(b);
+}
+
 /* ---- data matrices --------------------------------------------------------------------------- */
 
 static void put(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank,
@@ -1111,6 +1250,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sample_writer_rejects, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sample_reader_rejects, setup, teardown),
       cmocka_unit_test_setup_teardown(test_read_matrix, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_checkpoint_validation, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -318,6 +318,38 @@ static void test_nonfinite_stops_and_keeps_checkpoint(void **state) {
   data_free(&dd);
 }
 
+/* A finite gradient with a non-finite update (here a learning rate of 1e300): the run stops at
+ * that step naming the parameter, and the checkpoint on disk stays the last good one. */
+static void test_nonfinite_update_keeps_checkpoint(void **state) {
+  (void)state;
+  data dd = data_make();
+  char p[300];
+  tmp_path(p, sizeof p, "update.h5");
+  model m = make_model(0);
+  tf_train_config tc = train_cfg(p, 40);
+  tf_trainer *t = tf_trainer_create(&tc, m.m, &dd.ds);
+  assert_int_equal(tf_trainer_run(t), TF_OK);
+  tf_trainer_destroy(t);
+  const long size0 = file_size(p);
+  tc.steps = 100;
+  tc.lr.kind = TF_LR_CONSTANT;
+  tc.lr.lr = 1e300;
+  t = tf_trainer_create(&tc, m.m, &dd.ds);
+  assert_int_equal(tf_trainer_resume(t, p), TF_OK);
+  assert_int_equal(tf_trainer_run(t), TF_ENUMERIC);
+  assert_non_null(strstr(tf_errmsg(), "step 41: the update made parameter"));
+  assert_non_null(strstr(tf_errmsg(), "the last one is intact"));
+  assert_int_equal(file_size(p), size0);
+  tf_checkpoint_meta meta;
+  tf_checkpoint_meta_init(&meta);
+  assert_int_equal(tf_checkpoint_read_meta(p, &meta), TF_OK);
+  assert_int_equal(meta.step, 40);
+  tf_checkpoint_meta_clear(&meta);
+  tf_trainer_destroy(t);
+  drop(&m);
+  data_free(&dd);
+}
+
 static void test_data_checks(void **state) {
   (void)state;
   data dd = data_make();
@@ -471,6 +503,7 @@ int main(void) {
       cmocka_unit_test(test_resume_bit_identical),
       cmocka_unit_test(test_parameter_average),
       cmocka_unit_test(test_nonfinite_stops_and_keeps_checkpoint),
+      cmocka_unit_test(test_nonfinite_update_keeps_checkpoint),
       cmocka_unit_test(test_data_checks),
       cmocka_unit_test(test_training_lowers_nll),
       cmocka_unit_test(test_augmentation),
