@@ -219,7 +219,7 @@ typedef struct {
   int last_skipped;    /* the last iterate skipped its step */
   double loss;         /* training loss of the last accepted step (mean over ranks) */
   double grad_norm;    /* its gradient norm before clipping */
-  double lr;           /* learning rate of the last step */
+  double lr;           /* learning rate of the last step (of step 0 before any) */
   double val, best_val;/* last and best validation NLL (NaN / inf before the first) */
   int64_t global_batch;/* rows per step over all ranks */
   int has_data;        /* a data set: validation exists */

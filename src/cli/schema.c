@@ -228,46 +228,46 @@ tf_config *tf_cli_config_load(const char *path, int n_set, const char *const *se
   return tf_config_load(path, sc.keys, sc.n, n_set, set);
 }
 
+/* s appended to *buf (malloc'd, *len bytes used); frees s; 0 on allocation failure */
+static int append(char **buf, size_t *len, char *s) {
+  if (!s) return 0;
+  const size_t n = strlen(s);
+  char *q = realloc(*buf, *len + n + 1);
+  if (q) {
+    memcpy(q + *len, s, n + 1);
+    *buf = q;
+    *len += n;
+  }
+  free(s);
+  return q != NULL;
+}
+
+static char *dup_printf(const char *fmt, const char *a, const char *b) {
+  const int n = snprintf(NULL, 0, fmt, a, b);
+  char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+  if (s) snprintf(s, (size_t)n + 1, fmt, a, b);
+  return s;
+}
+
 char *tf_cli_help_config(void) {
-  /* the other sections once, then each family's [model] keys */
-  char *rest = tf_config_help(tf_cli_run_keys, tf_cli_run_n);
-  if (!rest) return NULL;
-  size_t cap = strlen(rest) + 1, len = 0;
+  /* the common [model] keys, each family's, then the other sections */
   char *out = NULL;
-  for (int pass = 0; pass < 2; pass++) {
-    len = 0;
-    for (int i = -1; i < tf_model_type_count(); i++) {
-      char *h;
-      char head[256];
-      if (i < 0) {
-        h = tf_config_help(tf_model_common_keys, tf_model_common_n);
-        snprintf(head, sizeof head, "[model] keys of every family (model.family = one of the "
-                 "families below; default coupling):\n");
-      } else {
-        const tf_model_type *t = tf_model_type_at(i);
-        h = t->n_keys ? tf_config_help(t->keys, t->n_keys) : NULL;
-        snprintf(head, sizeof head, "\n[model] keys of family %s (model.family = %s): %s\n",
-                 t->name, t->name, t->help ? t->help : "");
-      }
-      const size_t lh = strlen(head), lb = h ? strlen(h) : 0;
-      if (pass) {
-        memcpy(out + len, head, lh);
-        if (h) memcpy(out + len + lh, h, lb);
-      }
-      len += lh + lb;
-      free(h);
-    }
-    if (!pass) {
-      cap = len + strlen(rest) + 2;
-      out = malloc(cap);
-      if (!out) break;
-    }
+  size_t len = 0;
+  int ok = append(&out, &len, strdup("[model] keys of every family (model.family = one of the "
+                                     "families below; default coupling):\n"));
+  ok = ok && append(&out, &len, tf_config_help(tf_model_common_keys, tf_model_common_n));
+  for (int i = 0; ok && i < tf_model_type_count(); i++) {
+    const tf_model_type *t = tf_model_type_at(i);
+    ok = append(&out, &len, dup_printf("\n[model] keys of family %s: %s\n", t->name,
+                                       t->help ? t->help : ""));
+    if (ok && t->n_keys) ok = append(&out, &len, tf_config_help(t->keys, t->n_keys));
   }
-  if (out) {
-    out[len++] = '\n';
-    memcpy(out + len, rest, strlen(rest) + 1);
+  ok = ok && append(&out, &len, strdup("\n"));
+  ok = ok && append(&out, &len, tf_config_help(tf_cli_run_keys, tf_cli_run_n));
+  if (!ok) {
+    free(out);
+    return NULL;
   }
-  free(rest);
   return out;
 }
 

@@ -74,12 +74,14 @@ int tf_model_register(const tf_model_type *t) {
       return tf_error(TF_EINVAL, "tf_model_register: a family named %s exists already",
                       t->name);
   }
-  for (int i = 0; i < t->n_keys; i++)
-    for (int j = 0; j < tf_model_common_n; j++)
-      if (strcmp(t->keys[i].section, "model") || !strcmp(t->keys[i].key,
-                                                         tf_model_common_keys[j].key))
-        return tf_error(TF_EINVAL, "tf_model_register: family %s: key %s.%s is common or not in "
-                        "[model]", t->name, t->keys[i].section, t->keys[i].key);
+  for (int i = 0; i < t->n_keys; i++) {
+    const tf_cfg_key *k = &t->keys[i];
+    int common = 0;
+    for (int j = 0; j < tf_model_common_n; j++) common |= !strcmp(k->key, tf_model_common_keys[j].key);
+    if (strcmp(k->section, "model") || common)
+      return tf_error(TF_EINVAL, "tf_model_register: family %s: key %s.%s is common or not in "
+                      "[model]", t->name, k->section, k->key);
+  }
   if (n_added == MAX_TYPES)
     return tf_error(TF_EINVAL, "tf_model_register: at most %d added families", MAX_TYPES);
   added[n_added++] = t;

@@ -66,8 +66,7 @@ static void log_line(progress *p) {
   fprintf(f, "step %*lld/%lld  loss %.5f %s val %s  lr %.2e  |g| %.3g  %.3g samples/s  "
           "skipped %lld  ETA %s\n",
           (int)snprintf(NULL, 0, "%lld", (long long)in.steps), (long long)in.step,
-          (long long)in.steps, in.loss, terms, val,
-          tf_lr_at(&p->cfg->lr, in.step > 0 ? in.step - 1 : 0, in.steps), in.grad_norm, rate,
+          (long long)in.steps, in.loss, terms, val, in.lr, in.grad_norm, rate,
           (long long)in.skipped, eta);
   fflush(f);
   p->t_last_log = now;

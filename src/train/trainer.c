@@ -80,7 +80,7 @@ struct tf_trainer {
   double *sum_tmp;  /* scratch of the step's small sum: 4 P doubles */
   double comm_s;    /* wall time in the step's collectives (agreement, sums, gradient mean) */
   double last_b, last_e; /* the step's loss terms (mean over ranks) */
-  double best_val, last_loss, last_val, last_gnorm, last_lr;
+  double best_val, last_loss, last_val, last_gnorm;
   int resumed, stopped;
   int64_t saved_step; /* the state at this step is in cfg.checkpoint (-1: none known) */
 };
@@ -166,7 +166,7 @@ tf_trainer *tf_trainer_create(const tf_train_config *cfg, tf_model *model,
   t->epoch = -1;
   t->saved_step = -1;
   t->best_val = INFINITY;
-  t->last_loss = t->last_val = t->last_gnorm = t->last_lr = NAN;
+  t->last_loss = t->last_val = t->last_gnorm = NAN;
   if (tf_loss_check(&cfg->loss, model, data != NULL) != TF_OK) goto fail;
   if (cfg->loss.kind != TF_LOSS_NLL) {
     t->ls = tf_loss_create(&cfg->loss, model, cfg->seed, &t->dist);
@@ -272,7 +272,8 @@ void tf_trainer_destroy(tf_trainer *t) {
 int64_t tf_trainer_step(const tf_trainer *t) { return t->step; }
 int64_t tf_trainer_skipped(const tf_trainer *t) { return t->skipped; }
 int tf_trainer_stopped(const tf_trainer *t) { return t->stopped; }
-const tf_train_config *tf_trainer_config(const tf_trainer *t) { return &t->cfg; }double tf_trainer_last_loss(const tf_trainer *t) { return t->last_loss; }
+const tf_train_config *tf_trainer_config(const tf_trainer *t) { return &t->cfg; }
+double tf_trainer_last_loss(const tf_trainer *t) { return t->last_loss; }
 double tf_trainer_comm_seconds(const tf_trainer *t) { return t->comm_s; }
 
 /* The replicas' parameters and optimizer moments must agree bit for bit (collective). */
@@ -545,7 +546,6 @@ static int train_step(tf_trainer *t, int *bad) {
     rc = check_update(t, lr, gn);
     if (rc != TF_OK) return rc;
   }
-  t->last_lr = lr;
   return TF_OK;
 }
 
@@ -617,7 +617,7 @@ void tf_trainer_state(const tf_trainer *t, tf_trainer_info *info) {
   info->last_skipped = t->last_bad;
   info->loss = t->last_loss;
   info->grad_norm = t->last_gnorm;
-  info->lr = t->last_lr;
+  info->lr = tf_lr_at(&t->cfg.lr, t->step > 0 ? t->step - 1 : 0, t->cfg.steps);
   info->val = t->last_val;
   info->best_val = t->best_val;
   info->global_batch = t->cfg.batch * t->dist.size;
